@@ -1,0 +1,97 @@
+//! Error types.
+//!
+//! Each variant's documentation says what a caller can do about it.
+
+use thiserror::Error;
+
+/// A frame could not be decoded. The client logs it, closes the connection
+/// (a server that sends garbage is not trusted to be in sync) and reconnects.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The text frame is not valid JSON of the expected shape (not an array, wrong
+    /// arity, a ref that is not a string or null, invalid UTF-8, nesting too deep...).
+    #[error("invalid frame: {0}")]
+    InvalidJson(String),
+    /// A binary frame ended before a field it announced.
+    #[error("truncated binary frame: {field} needs {needed} bytes, {available} left")]
+    Truncated {
+        /// The field being read.
+        field: &'static str,
+        /// Bytes the header announced.
+        needed: usize,
+        /// Bytes left in the frame.
+        available: usize,
+    },
+    /// A text field of a binary frame is not UTF-8.
+    #[error("binary frame field {field} is not valid UTF-8")]
+    InvalidUtf8 {
+        /// The field.
+        field: &'static str,
+    },
+    /// A binary frame of a kind this direction does not use.
+    #[error("unknown binary frame kind {0}")]
+    UnknownBinaryKind(u8),
+    /// A `phx_reply` without a well-formed status.
+    #[error("invalid reply: {0}")]
+    InvalidReply(&'static str),
+    /// A binary frame on a V1 socket, which has no binary protocol.
+    #[error("binary frames are not part of the V1 protocol")]
+    BinaryNotSupported,
+}
+
+impl DecodeError {
+    pub(crate) fn json(e: serde_json::Error) -> Self {
+        DecodeError::InvalidJson(e.to_string())
+    }
+}
+
+/// A message could not be encoded. Nothing was sent; fix the message.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum EncodeError {
+    /// A binary frame field (join_ref, ref, topic, event or status) is longer than
+    /// 255 UTF-8 bytes, the most the binary header can describe. Use a shorter
+    /// topic or event name, or a JSON payload.
+    #[error("{field} is {len} bytes long; binary frames allow at most 255")]
+    FieldTooLong {
+        /// The field.
+        field: &'static str,
+        /// Its length in UTF-8 bytes.
+        len: usize,
+    },
+    /// A binary payload on a V1 socket. Use V2 (the default) or a JSON payload.
+    #[error("binary payloads need the V2 protocol")]
+    BinaryNotSupported,
+    /// The payload could not be serialized to JSON.
+    #[error("payload is not serializable: {0}")]
+    Json(String),
+    /// The message cannot be sent in this direction.
+    #[error("unsupported message: {0}")]
+    Unsupported(&'static str),
+}
+
+impl From<serde_json::Error> for EncodeError {
+    fn from(e: serde_json::Error) -> Self {
+        EncodeError::Json(e.to_string())
+    }
+}
+
+/// The configuration is not usable. Nothing was attempted; fix the configuration.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The socket URL cannot be parsed.
+    #[error("invalid socket URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A setting is out of range.
+    #[error("invalid setting {name}: {reason}")]
+    InvalidSetting {
+        /// The setting.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}

@@ -1,0 +1,593 @@
+//! Wire codecs: V2 JSON text frames, V2 binary frames and V1 JSON text frames.
+//!
+//! No I/O happens here. Each direction has its own functions because the formats are
+//! not symmetric: a V2 binary push from the client carries a `ref` (5-byte header)
+//! while one from the server does not (4-byte header), and V1 server frames carry no
+//! `join_ref` at all. The client uses [`Serializer::encode_client`] and
+//! [`Serializer::decode_server`]; the test server in [`crate::testing`] uses the other
+//! two.
+//!
+//! ```
+//! use actix_slipstream::message::{Event, Message, Payload, Ref};
+//! use actix_slipstream::serializer::{Frame, Serializer};
+//!
+//! let hb = Message::heartbeat(Ref::from(1));
+//! let frame = Serializer::V2.encode_client(&hb).unwrap();
+//! assert_eq!(frame, Frame::Text(r#"[null,"1","phoenix","heartbeat",{}]"#.into()));
+//!
+//! let reply = br#"[null,"1","phoenix","phx_reply",{"response":{},"status":"ok"}]"#;
+//! let msg = Serializer::V2.decode_server_text(reply).unwrap();
+//! assert!(matches!(msg.event, Event::Reply(ref s) if s.is_ok()));
+//! assert_eq!(msg.payload, Payload::empty());
+//! ```
+
+use std::fmt;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{DecodeError, EncodeError};
+use crate::message::{Event, Message, Payload, Ref, ReplyStatus, Topic};
+
+/// A websocket data frame, as the serializers produce and consume it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A text frame (JSON).
+    Text(String),
+    /// A binary frame (V2 binary protocol).
+    Binary(Bytes),
+}
+
+/// The protocol version spoken on a socket, chosen with the `vsn` connect parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Serializer {
+    /// `vsn=1.0.0`: JSON objects; server frames carry no `join_ref`; no binary payloads.
+    V1,
+    /// `vsn=2.0.0` (the default): JSON arrays and binary frames.
+    #[default]
+    V2,
+}
+
+impl fmt::Display for Serializer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.vsn())
+    }
+}
+
+const KIND_PUSH: u8 = 0;
+const KIND_REPLY: u8 = 1;
+const KIND_BROADCAST: u8 = 2;
+
+/// The payload of a `phx_reply` as Phoenix writes it (`response` first, then `status`).
+#[derive(Serialize)]
+struct ReplyOut<'a> {
+    response: &'a Value,
+    status: &'a str,
+}
+
+/// V1 client -> server frame, in the key order phoenix.js uses.
+#[derive(Serialize)]
+struct V1ClientOut<'a> {
+    topic: &'a str,
+    event: &'a str,
+    payload: &'a Value,
+    #[serde(rename = "ref")]
+    reference: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    join_ref: Option<&'a str>,
+}
+
+/// V1 server -> client frame, in Phoenix's (alphabetical) key order.
+#[derive(Serialize)]
+struct V1ServerOut<'a> {
+    event: &'a str,
+    payload: &'a Value,
+    #[serde(rename = "ref")]
+    reference: Option<&'a str>,
+    topic: &'a str,
+}
+
+/// A V1 frame in either direction (a server frame simply has no `join_ref`).
+#[derive(Deserialize)]
+struct V1In {
+    topic: String,
+    event: String,
+    #[serde(default)]
+    payload: Value,
+    #[serde(rename = "ref", default)]
+    reference: Option<String>,
+    #[serde(default)]
+    join_ref: Option<String>,
+}
+
+type V2In = (Option<String>, Option<String>, String, String, Value);
+
+impl Serializer {
+    /// The `vsn` query parameter value for this protocol.
+    pub fn vsn(&self) -> &'static str {
+        match self {
+            Serializer::V1 => "1.0.0",
+            Serializer::V2 => "2.0.0",
+        }
+    }
+
+    /// Whether binary payloads can be sent and received.
+    pub fn supports_binary(&self) -> bool {
+        matches!(self, Serializer::V2)
+    }
+
+    /// Encodes a message sent by a client.
+    ///
+    /// A binary payload becomes a V2 binary push (kind 0, 5-byte header); each of
+    /// join_ref, ref, topic and event must then fit in 255 UTF-8 bytes.
+    pub fn encode_client(&self, msg: &Message) -> Result<Frame, EncodeError> {
+        match (self, &msg.payload) {
+            (Serializer::V2, Payload::Json(payload)) => v2_text(msg, payload),
+            (Serializer::V2, Payload::Binary(data)) => {
+                let jr = ref_str(&msg.join_ref);
+                let r = ref_str(&msg.reference);
+                let topic = msg.topic.as_str();
+                let event = msg.event.as_str();
+                let mut buf = BytesMut::with_capacity(
+                    5 + jr.len() + r.len() + topic.len() + event.len() + data.len(),
+                );
+                buf.put_u8(KIND_PUSH);
+                buf.put_u8(field_len("join_ref", jr)?);
+                buf.put_u8(field_len("ref", r)?);
+                buf.put_u8(field_len("topic", topic)?);
+                buf.put_u8(field_len("event", event)?);
+                for s in [jr, r, topic, event] {
+                    buf.put_slice(s.as_bytes());
+                }
+                buf.put_slice(data);
+                Ok(Frame::Binary(buf.freeze()))
+            }
+            (Serializer::V1, Payload::Json(payload)) => {
+                if let Event::Reply(_) = msg.event {
+                    return Err(EncodeError::Unsupported("a client does not send phx_reply"));
+                }
+                let out = V1ClientOut {
+                    topic: msg.topic.as_str(),
+                    event: msg.event.as_str(),
+                    payload,
+                    reference: msg.reference.as_ref().map(Ref::as_str),
+                    join_ref: msg.join_ref.as_ref().map(Ref::as_str),
+                };
+                Ok(Frame::Text(serde_json::to_string(&out)?))
+            }
+            (Serializer::V1, Payload::Binary(_)) => Err(EncodeError::BinaryNotSupported),
+        }
+    }
+
+    /// Decodes a text frame received from a server.
+    pub fn decode_server_text(&self, text: &[u8]) -> Result<Message, DecodeError> {
+        match self {
+            Serializer::V2 => decode_v2_text(text),
+            Serializer::V1 => {
+                let m: V1In = serde_json::from_slice(text).map_err(DecodeError::json)?;
+                // V1 server frames carry no join_ref; ignore one if a server sends it anyway
+                // only when it is not a string (serde already rejected that), keep it otherwise.
+                build(m.join_ref, m.reference, m.topic, m.event, m.payload)
+            }
+        }
+    }
+
+    /// Decodes a binary frame received from a server (V2 only): a push (kind 0,
+    /// no ref), a reply (kind 1) or a broadcast (kind 2).
+    pub fn decode_server_binary(&self, data: &Bytes) -> Result<Message, DecodeError> {
+        if !self.supports_binary() {
+            return Err(DecodeError::BinaryNotSupported);
+        }
+        let mut r = Reader::new(data);
+        let kind = r.u8("kind")?;
+        match kind {
+            KIND_PUSH => {
+                let lens = [
+                    r.u8("join_ref length")?,
+                    r.u8("topic length")?,
+                    r.u8("event length")?,
+                ];
+                let jr = r.str(lens[0], "join_ref")?;
+                let topic = r.str(lens[1], "topic")?;
+                let event = r.str(lens[2], "event")?;
+                Ok(Message {
+                    join_ref: non_empty(jr),
+                    reference: None,
+                    topic: Topic::from(topic),
+                    event: non_reply_event(event)?,
+                    payload: Payload::Binary(r.rest()),
+                })
+            }
+            KIND_REPLY => {
+                let lens = [
+                    r.u8("join_ref length")?,
+                    r.u8("ref length")?,
+                    r.u8("topic length")?,
+                    r.u8("status length")?,
+                ];
+                let jr = r.str(lens[0], "join_ref")?;
+                let rf = r.str(lens[1], "ref")?;
+                let topic = r.str(lens[2], "topic")?;
+                let status = r.str(lens[3], "status")?;
+                Ok(Message {
+                    join_ref: non_empty(jr),
+                    reference: non_empty(rf),
+                    topic: Topic::from(topic),
+                    event: Event::Reply(ReplyStatus::from(status)),
+                    payload: Payload::Binary(r.rest()),
+                })
+            }
+            KIND_BROADCAST => {
+                let lens = [r.u8("topic length")?, r.u8("event length")?];
+                let topic = r.str(lens[0], "topic")?;
+                let event = r.str(lens[1], "event")?;
+                Ok(Message {
+                    join_ref: None,
+                    reference: None,
+                    topic: Topic::from(topic),
+                    event: non_reply_event(event)?,
+                    payload: Payload::Binary(r.rest()),
+                })
+            }
+            other => Err(DecodeError::UnknownBinaryKind(other)),
+        }
+    }
+
+    /// Decodes any frame received from a server.
+    pub fn decode_server(&self, frame: &Frame) -> Result<Message, DecodeError> {
+        match frame {
+            Frame::Text(t) => self.decode_server_text(t.as_bytes()),
+            Frame::Binary(b) => self.decode_server_binary(b),
+        }
+    }
+
+    /// Encodes a message sent by a server.
+    ///
+    /// Binary payloads become a reply (kind 1) for [`Event::Reply`], a broadcast
+    /// (kind 2) when the message has neither join_ref nor ref, and a push (kind 0)
+    /// otherwise, as Phoenix's serializer does.
+    pub fn encode_server(&self, msg: &Message) -> Result<Frame, EncodeError> {
+        match (self, &msg.payload) {
+            (Serializer::V2, Payload::Json(payload)) => v2_text(msg, payload),
+            (Serializer::V2, Payload::Binary(data)) => {
+                let jr = ref_str(&msg.join_ref);
+                let r = ref_str(&msg.reference);
+                let topic = msg.topic.as_str();
+                let mut buf =
+                    BytesMut::with_capacity(5 + jr.len() + r.len() + topic.len() + 16 + data.len());
+                match &msg.event {
+                    Event::Reply(status) => {
+                        let status = status.as_str();
+                        buf.put_u8(KIND_REPLY);
+                        buf.put_u8(field_len("join_ref", jr)?);
+                        buf.put_u8(field_len("ref", r)?);
+                        buf.put_u8(field_len("topic", topic)?);
+                        buf.put_u8(field_len("status", status)?);
+                        for s in [jr, r, topic, status] {
+                            buf.put_slice(s.as_bytes());
+                        }
+                    }
+                    event if msg.join_ref.is_none() && msg.reference.is_none() => {
+                        let event = event.as_str();
+                        buf.put_u8(KIND_BROADCAST);
+                        buf.put_u8(field_len("topic", topic)?);
+                        buf.put_u8(field_len("event", event)?);
+                        buf.put_slice(topic.as_bytes());
+                        buf.put_slice(event.as_bytes());
+                    }
+                    event => {
+                        let event = event.as_str();
+                        buf.put_u8(KIND_PUSH);
+                        buf.put_u8(field_len("join_ref", jr)?);
+                        buf.put_u8(field_len("topic", topic)?);
+                        buf.put_u8(field_len("event", event)?);
+                        for s in [jr, topic, event] {
+                            buf.put_slice(s.as_bytes());
+                        }
+                    }
+                }
+                buf.put_slice(data);
+                Ok(Frame::Binary(buf.freeze()))
+            }
+            (Serializer::V1, Payload::Json(payload)) => {
+                let text = match &msg.event {
+                    Event::Reply(status) => {
+                        let reply = ReplyOut {
+                            response: payload,
+                            status: status.as_str(),
+                        };
+                        let wrapped = serde_json::to_value(&reply)?;
+                        serde_json::to_string(&V1ServerOut {
+                            event: msg.event.as_str(),
+                            payload: &wrapped,
+                            reference: msg.reference.as_ref().map(Ref::as_str),
+                            topic: msg.topic.as_str(),
+                        })?
+                    }
+                    _ => serde_json::to_string(&V1ServerOut {
+                        event: msg.event.as_str(),
+                        payload,
+                        reference: msg.reference.as_ref().map(Ref::as_str),
+                        topic: msg.topic.as_str(),
+                    })?,
+                };
+                Ok(Frame::Text(text))
+            }
+            (Serializer::V1, Payload::Binary(_)) => Err(EncodeError::BinaryNotSupported),
+        }
+    }
+
+    /// Decodes a text frame received from a client.
+    pub fn decode_client_text(&self, text: &[u8]) -> Result<Message, DecodeError> {
+        match self {
+            Serializer::V2 => decode_v2_text(text),
+            Serializer::V1 => {
+                let m: V1In = serde_json::from_slice(text).map_err(DecodeError::json)?;
+                build(m.join_ref, m.reference, m.topic, m.event, m.payload)
+            }
+        }
+    }
+
+    /// Decodes a binary frame received from a client: a push (kind 0, 5-byte header).
+    pub fn decode_client_binary(&self, data: &Bytes) -> Result<Message, DecodeError> {
+        if !self.supports_binary() {
+            return Err(DecodeError::BinaryNotSupported);
+        }
+        let mut r = Reader::new(data);
+        let kind = r.u8("kind")?;
+        if kind != KIND_PUSH {
+            return Err(DecodeError::UnknownBinaryKind(kind));
+        }
+        let lens = [
+            r.u8("join_ref length")?,
+            r.u8("ref length")?,
+            r.u8("topic length")?,
+            r.u8("event length")?,
+        ];
+        let jr = r.str(lens[0], "join_ref")?;
+        let rf = r.str(lens[1], "ref")?;
+        let topic = r.str(lens[2], "topic")?;
+        let event = r.str(lens[3], "event")?;
+        Ok(Message {
+            join_ref: non_empty(jr),
+            reference: non_empty(rf),
+            topic: Topic::from(topic),
+            event: non_reply_event(event)?,
+            payload: Payload::Binary(r.rest()),
+        })
+    }
+
+    /// Decodes any frame received from a client.
+    pub fn decode_client(&self, frame: &Frame) -> Result<Message, DecodeError> {
+        match frame {
+            Frame::Text(t) => self.decode_client_text(t.as_bytes()),
+            Frame::Binary(b) => self.decode_client_binary(b),
+        }
+    }
+}
+
+fn ref_str(r: &Option<Ref>) -> &str {
+    r.as_ref().map(Ref::as_str).unwrap_or("")
+}
+
+fn field_len(field: &'static str, s: &str) -> Result<u8, EncodeError> {
+    u8::try_from(s.len()).map_err(|_| EncodeError::FieldTooLong {
+        field,
+        len: s.len(),
+    })
+}
+
+fn non_empty(s: &str) -> Option<Ref> {
+    if s.is_empty() {
+        None
+    } else {
+        Some(Ref::from(s))
+    }
+}
+
+fn non_reply_event(name: &str) -> Result<Event, DecodeError> {
+    if name == "phx_reply" {
+        // A reply must be kind 1, which carries a status.
+        return Err(DecodeError::InvalidReply("phx_reply outside a reply frame"));
+    }
+    Ok(Event::from_name(name))
+}
+
+fn v2_text(msg: &Message, payload: &Value) -> Result<Frame, EncodeError> {
+    let jr = msg.join_ref.as_ref().map(Ref::as_str);
+    let r = msg.reference.as_ref().map(Ref::as_str);
+    let text = match &msg.event {
+        Event::Reply(status) => serde_json::to_string(&(
+            jr,
+            r,
+            msg.topic.as_str(),
+            "phx_reply",
+            ReplyOut {
+                response: payload,
+                status: status.as_str(),
+            },
+        ))?,
+        event => serde_json::to_string(&(jr, r, msg.topic.as_str(), event.as_str(), payload))?,
+    };
+    Ok(Frame::Text(text))
+}
+
+fn decode_v2_text(text: &[u8]) -> Result<Message, DecodeError> {
+    let (jr, r, topic, event, payload): V2In =
+        serde_json::from_slice(text).map_err(DecodeError::json)?;
+    build(jr, r, topic, event, payload)
+}
+
+/// Builds a message from decoded JSON parts, unwrapping `phx_reply` payloads.
+fn build(
+    join_ref: Option<String>,
+    reference: Option<String>,
+    topic: String,
+    event: String,
+    payload: Value,
+) -> Result<Message, DecodeError> {
+    let (event, payload) = if event == "phx_reply" {
+        let Value::Object(mut map) = payload else {
+            return Err(DecodeError::InvalidReply("reply payload is not an object"));
+        };
+        let status = match map.remove("status") {
+            Some(Value::String(s)) => ReplyStatus::from(s),
+            Some(_) => return Err(DecodeError::InvalidReply("reply status is not a string")),
+            None => return Err(DecodeError::InvalidReply("reply has no status")),
+        };
+        let response = map
+            .remove("response")
+            .unwrap_or_else(|| Value::Object(serde_json::Map::new()));
+        (Event::Reply(status), response)
+    } else {
+        (Event::from_name(event), payload)
+    };
+    Ok(Message {
+        join_ref: join_ref.map(Ref::from),
+        reference: reference.map(Ref::from),
+        topic: Topic::from(topic),
+        event,
+        payload: Payload::Json(payload),
+    })
+}
+
+/// A bounds-checked cursor over a binary frame.
+struct Reader<'a> {
+    data: &'a Bytes,
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(data: &'a Bytes) -> Self {
+        Reader { data, pos: 0 }
+    }
+
+    fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
+        let b = *self.data.get(self.pos).ok_or(DecodeError::Truncated {
+            field,
+            needed: 1,
+            available: 0,
+        })?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn str(&mut self, len: u8, field: &'static str) -> Result<&'a str, DecodeError> {
+        let len = usize::from(len);
+        let available = self.data.len() - self.pos;
+        if len > available {
+            return Err(DecodeError::Truncated {
+                field,
+                needed: len,
+                available,
+            });
+        }
+        let bytes = &self.data[self.pos..self.pos + len];
+        self.pos += len;
+        std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 { field })
+    }
+
+    fn rest(&mut self) -> Bytes {
+        let rest = self.data.slice(self.pos..);
+        self.pos = self.data.len();
+        rest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn phoenix_js_binary_push_vector_encodes_to_the_same_bytes() {
+        let msg = Message::new(
+            Some("0".into()),
+            Some("1".into()),
+            "t",
+            Event::from("e"),
+            Payload::Binary(Bytes::from_static(&[1])),
+        );
+        let frame = Serializer::V2.encode_client(&msg).unwrap();
+        assert_eq!(
+            frame,
+            Frame::Binary(Bytes::from(hex("00010101013031746501")))
+        );
+    }
+
+    #[test]
+    fn phoenix_js_binary_reply_vector_decodes() {
+        let mut data = vec![1u8, 3, 2, 3, 2];
+        data.extend_from_slice(b"100");
+        data.extend_from_slice(b"12");
+        data.extend_from_slice(b"top");
+        data.extend_from_slice(b"ok");
+        data.extend_from_slice(&[1, 1]);
+        let msg = Serializer::V2
+            .decode_server_binary(&Bytes::from(data))
+            .unwrap();
+        assert_eq!(msg.join_ref, Some(Ref::from("100")));
+        assert_eq!(msg.reference, Some(Ref::from("12")));
+        assert_eq!(msg.topic, "top");
+        assert_eq!(msg.event, Event::Reply(ReplyStatus::Ok));
+        assert_eq!(msg.payload, Payload::Binary(Bytes::from_static(&[1, 1])));
+    }
+
+    #[test]
+    fn field_over_255_bytes_is_an_encode_error() {
+        let topic = "é".repeat(128); // 256 UTF-8 bytes, 128 chars
+        let msg = Message::new(
+            None,
+            Some("1".into()),
+            topic,
+            Event::from("e"),
+            Payload::from(vec![0u8]),
+        );
+        let err = Serializer::V2.encode_client(&msg).unwrap_err();
+        assert!(matches!(
+            err,
+            EncodeError::FieldTooLong {
+                field: "topic",
+                len: 256
+            }
+        ));
+    }
+
+    #[test]
+    fn v2_reply_text_unwraps_status_and_response() {
+        let msg = Serializer::V2
+            .decode_server_text(
+                br#"["1","2","room:lobby","phx_reply",{"response":{"x":1},"status":"error"}]"#,
+            )
+            .unwrap();
+        assert_eq!(msg.event, Event::Reply(ReplyStatus::Error));
+        assert_eq!(msg.payload, Payload::Json(json!({"x": 1})));
+    }
+
+    #[test]
+    fn v1_client_frame_omits_join_ref_when_absent() {
+        let msg = Message::heartbeat(Ref::from(1));
+        let frame = Serializer::V1.encode_client(&msg).unwrap();
+        assert_eq!(
+            frame,
+            Frame::Text(r#"{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"1"}"#.into())
+        );
+    }
+
+    #[test]
+    fn truncated_binary_header_is_a_decode_error() {
+        for data in [&[][..], &[0u8][..], &[1, 3, 2][..], &[2, 5, 1, b'a'][..]] {
+            assert!(Serializer::V2
+                .decode_server_binary(&Bytes::copy_from_slice(data))
+                .is_err());
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Socket URL building.
+//!
+//! Phoenix mounts a socket at a path such as `/socket` and serves its websocket
+//! transport at `/socket/websocket`. Users may give either form; exactly one
+//! `/websocket` is added. The connect params follow any query the URL already has,
+//! and `vsn` comes last.
+
+use url::Url;
+
+use crate::error::ConfigError;
+use crate::serializer::Serializer;
+
+/// Builds the websocket URL for a socket endpoint.
+///
+/// ```
+/// use actix_slipstream::serializer::Serializer;
+/// use actix_slipstream::url::socket_url;
+///
+/// let url = socket_url(
+///     "ws://127.0.0.1:4000/socket",
+///     &[("token".to_string(), "a b&c".to_string())],
+///     Serializer::V2,
+/// )
+/// .unwrap();
+/// assert_eq!(url.as_str(), "ws://127.0.0.1:4000/socket/websocket?token=a+b%26c&vsn=2.0.0");
+/// ```
+///
+/// # Errors
+/// [`ConfigError::InvalidUrl`] when the URL does not parse, its scheme is not `ws`
+/// or `wss`, it has no host, it has a fragment, or it already sets `vsn`.
+pub fn socket_url(
+    base: &str,
+    params: &[(String, String)],
+    serializer: Serializer,
+) -> Result<Url, ConfigError> {
+    let invalid = |reason: &str| ConfigError::InvalidUrl {
+        url: base.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let mut url = Url::parse(base).map_err(|e| invalid(&e.to_string()))?;
+    match url.scheme() {
+        "ws" | "wss" => {}
+        other => return Err(invalid(&format!("scheme must be ws or wss, not {other}"))),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("no host"));
+    }
+    if url.fragment().is_some() {
+        return Err(invalid("a socket URL has no fragment"));
+    }
+    if url.query_pairs().any(|(k, _)| k == "vsn") {
+        return Err(invalid(
+            "vsn is set from the configured protocol version; remove it",
+        ));
+    }
+    let path = url.path().trim_end_matches('/').to_owned();
+    if path.ends_with("/websocket") {
+        url.set_path(&path);
+    } else {
+        url.set_path(&format!("{path}/websocket"));
+    }
+    {
+        let mut query = url.query_pairs_mut();
+        for (k, v) in params {
+            query.append_pair(k, v);
+        }
+        query.append_pair("vsn", serializer.vsn());
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(base: &str) -> Result<String, ConfigError> {
+        socket_url(base, &[], Serializer::V2).map(String::from)
+    }
+
+    #[test]
+    fn socket_path_gets_exactly_one_websocket_suffix() {
+        for base in [
+            "ws://h/socket",
+            "ws://h/socket/",
+            "ws://h/socket/websocket",
+            "ws://h/socket/websocket/",
+        ] {
+            assert_eq!(
+                build(base).unwrap(),
+                "ws://h/socket/websocket?vsn=2.0.0",
+                "{base}"
+            );
+        }
+    }
+
+    #[test]
+    fn existing_query_is_kept_before_params_and_vsn() {
+        let url = socket_url(
+            "wss://h:4001/live?x=1",
+            &[("token".into(), "t".into())],
+            Serializer::V1,
+        )
+        .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "wss://h:4001/live/websocket?x=1&token=t&vsn=1.0.0"
+        );
+    }
+
+    #[test]
+    fn wrong_scheme_fragment_or_vsn_is_a_clear_error() {
+        for base in [
+            "http://h/socket",
+            "h/socket",
+            "ws://h/socket#x",
+            "ws://h/socket?vsn=2.0.0",
+            "",
+        ] {
+            let err = build(base).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::InvalidUrl { .. }),
+                "{base}: {err}"
+            );
+        }
+    }
+}
