@@ -95,3 +95,57 @@ pub enum ConfigError {
         reason: String,
     },
 }
+
+/// Why a push got no reply. Every push ends in exactly one reply or one of these.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum PushError {
+    /// The topic is not joined or joining. Join it first (or check for a typo).
+    #[error("topic is not joined")]
+    NotJoined,
+    /// No reply within the push timeout (counted from when the push was made,
+    /// buffered time included). The server may or may not have handled it.
+    #[error("no reply within the push timeout")]
+    Timeout,
+    /// Too many pushes are buffered for the topic, or the writer queue is full.
+    /// Slow down, or raise `max_buffered_pushes` / `send_buffer`.
+    #[error("push buffer is full")]
+    BufferFull,
+    /// The push was sent but the connection was lost before its reply; the server
+    /// may or may not have handled it. Retry if the push is idempotent.
+    #[error("connection lost before the reply")]
+    ConnectionLost,
+    /// The channel crashed (`phx_error`) or was closed before the reply.
+    #[error("channel closed before the reply")]
+    ChannelClosed,
+    /// The topic was left, or its join failed for good, before the push was sent or answered.
+    #[error("topic left before the reply")]
+    Left,
+    /// The client stopped.
+    #[error("client stopped")]
+    Stopped,
+    /// The push cannot be encoded (a binary push on V1, or a topic or event over 255 bytes).
+    #[error("push cannot be encoded: {0}")]
+    Encode(#[from] EncodeError),
+}
+
+/// Why a join failed.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum JoinError {
+    /// The channel's `join/3` returned an error; the response says why (often
+    /// `{"reason": "unauthorized"}`). Retried only as `RetryPolicy` says.
+    #[error("join rejected: {0:?}")]
+    Rejected(crate::message::Payload),
+    /// No channel route on the server matches the topic.
+    #[error("unmatched topic: no channel on the server handles it")]
+    UnmatchedTopic,
+    /// No reply within the join timeout. The client sent `phx_leave` and retries
+    /// with the rejoin backoff (by default).
+    #[error("no join reply within the join timeout")]
+    Timeout,
+    /// The topic was left before the join completed.
+    #[error("topic left before the join completed")]
+    Left,
+    /// The client stopped.
+    #[error("client stopped")]
+    Stopped,
+}

@@ -1,15 +1,48 @@
 //! # actix-slipstream
 //!
 //! A [Phoenix Channels](https://hexdocs.pm/phoenix/channels.html) websocket client
-//! that runs as an [actix](https://docs.rs/actix) actor.
+//! that runs as an [actix](https://docs.rs/actix) actor: the Rust counterpart of
+//! Elixir's Slipstream.
+//!
+//! Implement [`SlipstreamActor`] on your struct, start it as a [`Client`], and send
+//! it [`Join`], [`Leave`] and [`Push`] messages. The client reconnects with backoff,
+//! detects dead links with heartbeats, and rejoins every topic it was asked to join
+//! ([`TopicRegistry`]), so topics joined dynamically survive reconnects with no code
+//! of yours.
+//!
+//! The protocol core ([`serializer`], [`state`]) does no I/O; the actor in
+//! [`client`] wires it to an awc websocket. The `testing` feature adds
+//! `actix_slipstream::testing`, a Phoenix-compatible server for tests.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod actor;
+pub mod backoff;
+pub mod channel;
+pub mod client;
+pub mod config;
 pub mod error;
+mod heartbeat;
 pub mod message;
+pub mod registry;
 pub mod serializer;
+pub mod socket;
+pub mod state;
+#[cfg(feature = "rustls")]
+mod tls;
 pub mod url;
 
-pub use error::{ConfigError, DecodeError, EncodeError};
+pub use actor::SlipstreamActor;
+pub use backoff::Backoff;
+pub use channel::{TopicCloseReason, TopicStatus};
+pub use client::{Client, Disconnect, GetStatus, Join, Leave, Push, Reconnect, Stop};
+pub use config::{Config, ConnectParams, RetryPolicy, TlsConfig};
+pub use error::{ConfigError, DecodeError, EncodeError, JoinError, PushError};
 pub use message::{Event, Message, Payload, Ref, Reply, ReplyStatus, Topic};
+pub use registry::TopicRegistry;
 pub use serializer::{Frame, Serializer};
+pub use socket::Socket;
+pub use state::{
+    AfterDisconnect, AfterTopicClose, ConnectError, ConnectionStatus, DisconnectReason, Status,
+    TopicState,
+};

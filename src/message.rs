@@ -437,15 +437,4 @@ impl Message {
             _ => None,
         }
     }
-
-    /// Splits a `phx_reply` message into its reply without copying the payload.
-    pub fn into_reply(self) -> Result<Reply, Message> {
-        match self.event {
-            Event::Reply(status) => Ok(Reply {
-                status,
-                response: self.payload,
-            }),
-            event => Err(Message { event, ..self }),
-        }
-    }
 }

@@ -1,0 +1,248 @@
+//! Backoff policies for reconnects and rejoins.
+//!
+//! Two shapes are offered: Phoenix's explicit list of delays whose last value repeats
+//! (what phoenix.js and Slipstream use), and exponential growth with jitter and a cap
+//! (built on [`backon`]). A [`BackoffState`] counts attempts and is reset on success.
+
+use std::fmt;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+
+/// A backoff policy: how long to wait before attempt number `n` (counted from 0).
+#[derive(Clone, PartialEq)]
+pub enum Backoff {
+    /// Explicit delays; once exhausted the last one repeats.
+    ///
+    /// `jitter` in `0.0..=1.0` shortens each delay by a random fraction of at most
+    /// `jitter` (so a delay never exceeds the listed value), which spreads out
+    /// clients that were cut off together. `0.0` gives exactly the listed delays.
+    List {
+        /// The delays, in order. An empty list means no delay.
+        delays: Vec<Duration>,
+        /// The largest fraction removed at random from each delay.
+        jitter: f64,
+    },
+    /// Exponential growth from `min` by `factor` up to `max`, each delay plus a
+    /// random jitter of up to its own length when `jitter` is true.
+    Exponential {
+        /// The first delay.
+        min: Duration,
+        /// The largest delay.
+        max: Duration,
+        /// The growth factor (at least 1.0).
+        factor: f32,
+        /// Whether to add random jitter.
+        jitter: bool,
+    },
+}
+
+impl fmt::Debug for Backoff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Backoff::List { delays, jitter } => {
+                let ms: Vec<u128> = delays.iter().map(Duration::as_millis).collect();
+                write!(f, "List({ms:?} ms, jitter {jitter})")
+            }
+            Backoff::Exponential {
+                min,
+                max,
+                factor,
+                jitter,
+            } => write!(
+                f,
+                "Exponential({min:?}..{max:?} x{factor}{})",
+                if *jitter { ", jitter" } else { "" }
+            ),
+        }
+    }
+}
+
+impl Backoff {
+    /// Phoenix's reconnect delays (phoenix.js and Slipstream):
+    /// 10, 50, 100, 150, 200, 250, 500, 1000, 2000 ms, then 5000 ms, with 20% jitter.
+    pub fn phoenix_reconnect() -> Self {
+        Backoff::from_millis(&[10, 50, 100, 150, 200, 250, 500, 1000, 2000, 5000]).with_jitter(0.2)
+    }
+
+    /// Slipstream's rejoin delays: 100, 500, 1000, 2000, 5000 ms, then 10000 ms, with 20% jitter.
+    pub fn phoenix_rejoin() -> Self {
+        Backoff::from_millis(&[100, 500, 1000, 2000, 5000, 10_000]).with_jitter(0.2)
+    }
+
+    /// A list of delays in milliseconds, without jitter.
+    pub fn from_millis(ms: &[u64]) -> Self {
+        Backoff::List {
+            delays: ms.iter().copied().map(Duration::from_millis).collect(),
+            jitter: 0.0,
+        }
+    }
+
+    /// Exponential backoff from `min` doubling up to `max`, with jitter.
+    pub fn exponential(min: Duration, max: Duration) -> Self {
+        Backoff::Exponential {
+            min,
+            max,
+            factor: 2.0,
+            jitter: true,
+        }
+    }
+
+    /// Sets the jitter of a list policy (clamped to `0.0..=1.0`); turns jitter on or
+    /// off for an exponential one.
+    pub fn with_jitter(self, jitter: f64) -> Self {
+        match self {
+            Backoff::List { delays, .. } => Backoff::List {
+                delays,
+                jitter: if jitter.is_finite() {
+                    jitter.clamp(0.0, 1.0)
+                } else {
+                    0.0
+                },
+            },
+            Backoff::Exponential {
+                min, max, factor, ..
+            } => Backoff::Exponential {
+                min,
+                max,
+                factor,
+                jitter: jitter > 0.0,
+            },
+        }
+    }
+
+    /// Starts counting attempts under this policy.
+    pub fn start(&self) -> BackoffState {
+        BackoffState {
+            policy: self.clone(),
+            attempt: 0,
+            exponential: None,
+        }
+    }
+}
+
+/// Attempt counter for one [`Backoff`] policy.
+pub struct BackoffState {
+    policy: Backoff,
+    attempt: u32,
+    exponential: Option<ExponentialBackoff>,
+}
+
+impl fmt::Debug for BackoffState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackoffState")
+            .field("policy", &self.policy)
+            .field("attempt", &self.attempt)
+            .finish()
+    }
+}
+
+impl BackoffState {
+    /// The number of delays handed out since the last reset.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The delay before the next attempt; counts the attempt.
+    pub fn next_delay(&mut self) -> Duration {
+        let n = self.attempt as usize;
+        self.attempt = self.attempt.saturating_add(1);
+        match &self.policy {
+            Backoff::List { delays, jitter } => {
+                let Some(base) = delays.get(n).or(delays.last()).copied() else {
+                    return Duration::ZERO;
+                };
+                if *jitter > 0.0 {
+                    base.mul_f64(1.0 - jitter * fastrand::f64())
+                } else {
+                    base
+                }
+            }
+            Backoff::Exponential {
+                min,
+                max,
+                factor,
+                jitter,
+            } => {
+                let (min, max, factor, jitter) = (*min, *max, *factor, *jitter);
+                let it = self.exponential.get_or_insert_with(|| {
+                    let mut b = ExponentialBuilder::new()
+                        .with_min_delay(min)
+                        .with_max_delay(max.max(min))
+                        .with_factor(if factor.is_finite() {
+                            factor.max(1.0)
+                        } else {
+                            2.0
+                        })
+                        .without_max_times();
+                    if jitter {
+                        b = b.with_jitter();
+                    }
+                    b.build()
+                });
+                it.next().unwrap_or(max)
+            }
+        }
+    }
+
+    /// Forgets the attempts: the next delay is the first one again.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+        self.exponential = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_delays_repeat_the_last_value_and_reset_on_success() {
+        let mut s = Backoff::from_millis(&[10, 50, 100]).start();
+        let got: Vec<u128> = (0..5).map(|_| s.next_delay().as_millis()).collect();
+        assert_eq!(got, [10, 50, 100, 100, 100]);
+        s.reset();
+        assert_eq!(s.next_delay(), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn list_jitter_never_exceeds_the_listed_delay_and_spreads_clients() {
+        let policy = Backoff::from_millis(&[1000]).with_jitter(0.5);
+        let delays: Vec<Duration> = (0..200).map(|_| policy.start().next_delay()).collect();
+        assert!(delays
+            .iter()
+            .all(|d| *d <= Duration::from_millis(1000) && *d >= Duration::from_millis(500)));
+        let distinct: std::collections::HashSet<_> = delays.iter().collect();
+        assert!(
+            distinct.len() > 100,
+            "only {} distinct delays",
+            distinct.len()
+        );
+    }
+
+    #[test]
+    fn exponential_grows_to_its_cap() {
+        let mut s = Backoff::Exponential {
+            min: Duration::from_millis(10),
+            max: Duration::from_millis(80),
+            factor: 2.0,
+            jitter: false,
+        }
+        .start();
+        let got: Vec<u128> = (0..6).map(|_| s.next_delay().as_micros()).collect();
+        for (g, want) in got
+            .iter()
+            .zip([10_000, 20_000, 40_000, 80_000, 80_000, 80_000])
+        {
+            assert!(g.abs_diff(want) < 1_000, "{got:?}");
+        }
+    }
+
+    #[test]
+    fn empty_list_means_no_delay() {
+        assert_eq!(
+            Backoff::from_millis(&[]).start().next_delay(),
+            Duration::ZERO
+        );
+    }
+}

@@ -1,0 +1,777 @@
+//! The actix actor that owns the connection and runs a [`SlipstreamActor`].
+//!
+//! [`Client`] wires the I/O-free [`State`] to an awc websocket, a writer task, one
+//! timer and the user's callbacks. Inbound frames are read by the actor itself (so a
+//! slow callback slows reading down instead of piling frames up in memory); outbound
+//! frames go through a bounded queue to a writer task that batches whatever is
+//! queued into one flush and bounds every write with the write timeout.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_codec::Framed;
+use awc::error::{WsClientError, WsProtocolError};
+use awc::ws;
+use awc::BoxedSocket;
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{self, SplitSink};
+use futures_util::{SinkExt, StreamExt};
+use log::{debug, error, warn};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::actor::SlipstreamActor;
+use crate::channel::ReplyTo;
+use crate::config::Config;
+use crate::error::{ConfigError, JoinError, PushError};
+use crate::message::{Event, Message, Payload, Reply, Topic};
+use crate::serializer::Frame;
+use crate::socket::Socket;
+use crate::state::{Callback, ConnectError, DisconnectReason, Effect, State, Status};
+
+/// The actix actor running a [`SlipstreamActor`] implementation `A`.
+///
+/// Start it with [`Client::start`](actix::Actor::start) or under
+/// [`actix::Supervisor`]; a supervisor restart keeps the topic registry, reconnects
+/// and rejoins. Its [`Addr`] takes [`Join`], [`Leave`], [`Push`], [`Disconnect`],
+/// [`Reconnect`], [`GetStatus`] and [`Stop`], from any thread.
+///
+/// To handle messages of your own, implement [`Handler`] for `Client<YourActor>`
+/// and reach your state and the socket through [`Client::with_socket`]:
+///
+/// ```
+/// use actix::{Handler, Message};
+/// use actix_slipstream::{Client, SlipstreamActor};
+/// use serde_json::json;
+///
+/// struct Bot { joined: Vec<String> }
+/// impl SlipstreamActor for Bot {}
+///
+/// #[derive(Message)]
+/// #[rtype(result = "()")]
+/// struct Follow(String);
+///
+/// impl Handler<Follow> for Client<Bot> {
+///     type Result = ();
+///     fn handle(&mut self, msg: Follow, ctx: &mut Self::Context) {
+///         self.with_socket(ctx, |bot, socket| {
+///             socket.join(format!("user:{}", msg.0), json!({}));
+///             bot.joined.push(msg.0);
+///         });
+///     }
+/// }
+/// ```
+pub struct Client<A: SlipstreamActor> {
+    user: A,
+    state: State,
+    io: Option<Io>,
+    timer: Option<(Instant, SpawnHandle)>,
+    http: Option<awc::Client>,
+    stopping: bool,
+}
+
+/// The current connection's I/O handles.
+struct Io {
+    gen: u64,
+    connecting: Option<SpawnHandle>,
+    reader: Option<SpawnHandle>,
+    writer: Option<mpsc::Sender<ws::Message>>,
+    /// A fragmented message being reassembled: (is text, bytes so far).
+    partial: Option<(bool, BytesMut)>,
+}
+
+impl<A: SlipstreamActor> Client<A> {
+    /// A client running `user` with `config`. Nothing happens until it is started.
+    pub fn new(user: A, config: Config) -> Self {
+        Client {
+            user,
+            state: State::new(config),
+            io: None,
+            timer: None,
+            http: None,
+            stopping: false,
+        }
+    }
+
+    /// Your actor.
+    pub fn user(&self) -> &A {
+        &self.user
+    }
+
+    /// Your actor, mutably.
+    pub fn user_mut(&mut self) -> &mut A {
+        &mut self.user
+    }
+
+    /// A snapshot of the connection and topics.
+    pub fn status(&self) -> Status {
+        self.state.status()
+    }
+
+    /// Runs `f` with your actor and the socket, then carries out what it asked for.
+    /// Use it in handlers of your own messages.
+    pub fn with_socket<R>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        f: impl FnOnce(&mut A, &mut Socket<'_, A>) -> R,
+    ) -> R {
+        let r = {
+            let mut socket = Socket {
+                state: &mut self.state,
+                ctx,
+            };
+            f(&mut self.user, &mut socket)
+        };
+        self.drain(ctx);
+        r
+    }
+
+    /// Carries out every queued effect, then re-arms the timer.
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        while let Some(effect) = self.state.pop_effect() {
+            match effect {
+                Effect::Send(msg) => self.write(msg, ctx),
+                Effect::Connect { gen } => self.start_connect(gen, ctx),
+                Effect::Close { code } => self.close_io(code, ctx),
+                Effect::Callback(cb) => self.dispatch(cb, ctx),
+            }
+        }
+        self.arm_timer(ctx);
+    }
+
+    fn dispatch(&mut self, cb: Callback, ctx: &mut Context<Self>) {
+        let mut socket = Socket {
+            state: &mut self.state,
+            ctx,
+        };
+        match cb {
+            Callback::Connected => {
+                self.user.handle_connect(&mut socket);
+                self.state.after_connect(Instant::now());
+            }
+            Callback::Disconnected(reason) => {
+                let decision = self.user.handle_disconnect(&reason, &mut socket);
+                if self.stopping {
+                    return;
+                }
+                if decision == crate::state::AfterDisconnect::Stop {
+                    ctx.stop();
+                } else {
+                    self.state.after_disconnect(decision, Instant::now());
+                }
+            }
+            Callback::Joined { topic, response } => {
+                self.user.handle_join(&topic, &response, &mut socket)
+            }
+            Callback::TopicClosed { topic, reason } => {
+                let decision = self.user.handle_topic_close(&topic, &reason, &mut socket);
+                self.state
+                    .after_topic_close(&topic, decision, Instant::now());
+            }
+            Callback::Left { topic } => self.user.handle_leave(&topic, &mut socket),
+            Callback::Message {
+                topic,
+                event,
+                payload,
+            } => self
+                .user
+                .handle_message(&topic, &event, payload, &mut socket),
+            Callback::Reply {
+                topic,
+                reference,
+                result,
+            } => self
+                .user
+                .handle_reply(&topic, &reference, result, &mut socket),
+        }
+    }
+
+    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        let Some(at) = self.state.next_deadline() else {
+            return;
+        };
+        if let Some((current, handle)) = self.timer {
+            if current <= at {
+                return; // fires first; re-arms then
+            }
+            ctx.cancel_future(handle);
+        }
+        let delay = at.saturating_duration_since(Instant::now());
+        let handle = ctx.run_later(delay, |act, ctx| {
+            act.timer = None;
+            act.state.on_tick(Instant::now());
+            act.drain(ctx);
+        });
+        self.timer = Some((at, handle));
+    }
+
+    // ------------------------------------------------------------ connecting
+
+    fn http_client(&mut self) -> Result<awc::Client, ConfigError> {
+        if let Some(c) = &self.http {
+            return Ok(c.clone());
+        }
+        let config = self.state.config();
+        #[allow(unused_mut)]
+        let mut connector = awc::Connector::new().timeout(config.connect_timeout);
+        #[cfg(feature = "rustls")]
+        {
+            connector = connector.rustls_0_23(crate::tls::client_config(&config.tls)?);
+        }
+        let client = awc::Client::builder()
+            .connector(connector)
+            .max_http_version(awc::http::Version::HTTP_11)
+            .timeout(config.connect_timeout)
+            .finish();
+        self.http = Some(client.clone());
+        Ok(client)
+    }
+
+    fn start_connect(&mut self, gen: u64, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        self.close_io(1000, ctx);
+        let url = match self.state.config().connect_url() {
+            Ok(url) => url,
+            Err(e) => return self.connect_failed(gen, ConnectError::Config(e), ctx),
+        };
+        let http = match self.http_client() {
+            Ok(c) => c,
+            Err(e) => return self.connect_failed(gen, ConnectError::Config(e), ctx),
+        };
+        let config = self.state.config();
+        let mut request = http.ws(url.as_str()).max_frame_size(config.max_frame_size);
+        for (name, value) in &config.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let timeout = config.connect_timeout;
+        let fut = async move { actix_rt::time::timeout(timeout, request.connect()).await };
+        let handle = ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+            if let Some(io) = act.io.as_mut().filter(|io| io.gen == gen) {
+                io.connecting = None;
+            } else {
+                return;
+            }
+            match result {
+                Err(_) => act.connect_failed(gen, ConnectError::Timeout, ctx),
+                Ok(Err(WsClientError::InvalidResponseStatus(status))) => {
+                    act.connect_failed(gen, ConnectError::Refused(status.as_u16()), ctx)
+                }
+                Ok(Err(e)) => act.connect_failed(gen, ConnectError::Io(e.to_string()), ctx),
+                Ok(Ok((_response, framed))) => act.open(gen, framed, ctx),
+            }
+        }));
+        self.io = Some(Io {
+            gen,
+            connecting: Some(handle),
+            reader: None,
+            writer: None,
+            partial: None,
+        });
+    }
+
+    fn connect_failed(&mut self, gen: u64, error: ConnectError, ctx: &mut Context<Self>) {
+        self.io = None;
+        self.state
+            .on_closed(gen, DisconnectReason::ConnectFailed(error), Instant::now());
+        self.drain(ctx);
+    }
+
+    fn open(&mut self, gen: u64, framed: Framed<BoxedSocket, ws::Codec>, ctx: &mut Context<Self>) {
+        let (sink, stream) = framed.split();
+        let (tx, rx) = mpsc::channel(self.state.config().send_buffer);
+        let write_timeout = self.state.config().write_timeout;
+        let weak = ctx.address().downgrade();
+        actix_rt::spawn(async move {
+            if let Err(error) = run_writer(sink, rx, write_timeout).await {
+                if let Some(addr) = weak.upgrade() {
+                    addr.do_send(WriterFailed { gen, error });
+                }
+            }
+        });
+        let frames = stream
+            .map(move |frame| Inbound {
+                gen,
+                frame: Some(frame),
+            })
+            .chain(stream::once(async move { Inbound { gen, frame: None } }));
+        let reader = ctx.add_stream(frames);
+        if let Some(io) = self.io.as_mut() {
+            io.reader = Some(reader);
+            io.writer = Some(tx);
+        }
+        self.state.on_connected(gen, Instant::now());
+        self.drain(ctx);
+    }
+
+    /// Tears down the current connection, sending a close frame if it was open.
+    fn close_io(&mut self, code: u16, ctx: &mut Context<Self>) {
+        let Some(mut io) = self.io.take() else { return };
+        if let Some(h) = io.connecting.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(h) = io.reader.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(tx) = io.writer.take() {
+            let reason = ws::CloseReason {
+                code: ws::CloseCode::from(code),
+                description: None,
+            };
+            let _ = tx.try_send(ws::Message::Close(Some(reason)));
+        }
+    }
+
+    /// The current connection failed: tear it down and tell the state machine.
+    fn connection_failed(&mut self, gen: u64, reason: DisconnectReason, ctx: &mut Context<Self>) {
+        if self.io.as_ref().is_some_and(|io| io.gen == gen) {
+            self.close_io(1000, ctx);
+        }
+        self.state.on_closed(gen, reason, Instant::now());
+        self.drain(ctx);
+    }
+
+    // ------------------------------------------------------------ frames
+
+    fn write(&mut self, msg: Message, ctx: &mut Context<Self>) {
+        let frame = match self.state.config().serializer.encode_client(&msg) {
+            Ok(f) => f,
+            Err(e) => {
+                error!("could not encode {} on {}: {e}", msg.event, msg.topic);
+                if let (Some(r), Event::Custom(_)) = (&msg.reference, &msg.event) {
+                    self.state.send_failed(r, PushError::Encode(e));
+                }
+                return;
+            }
+        };
+        let ws_msg = match frame {
+            Frame::Text(s) => ws::Message::Text(s.into()),
+            Frame::Binary(b) => ws::Message::Binary(b),
+        };
+        let Some(io) = self.io.as_ref() else {
+            if let (Some(r), Event::Custom(_)) = (&msg.reference, &msg.event) {
+                self.state.send_failed(r, PushError::ConnectionLost);
+            }
+            return;
+        };
+        let gen = io.gen;
+        let Some(tx) = io.writer.as_ref() else { return };
+        match tx.try_send(ws_msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => match (&msg.reference, &msg.event) {
+                (Some(r), Event::Custom(_)) => {
+                    warn!("send buffer full: push {r} on {} failed", msg.topic);
+                    self.state.send_failed(r, PushError::BufferFull);
+                }
+                _ => {
+                    let reason = DisconnectReason::WriteFailed("send buffer full".into());
+                    self.connection_failed(gen, reason, ctx);
+                }
+            },
+            // The writer ended; its failure report is on its way.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn write_control(&mut self, msg: ws::Message) {
+        if let Some(tx) = self.io.as_ref().and_then(|io| io.writer.as_ref()) {
+            let _ = tx.try_send(msg);
+        }
+    }
+
+    fn inbound(&mut self, gen: u64, frame: ws::Frame, ctx: &mut Context<Self>) {
+        let serializer = self.state.config().serializer;
+        let max = self.state.config().max_frame_size;
+        let decoded = match frame {
+            ws::Frame::Text(b) => serializer.decode_server_text(&b),
+            ws::Frame::Binary(b) => serializer.decode_server_binary(&b),
+            ws::Frame::Continuation(item) => match self.reassemble(item, max) {
+                Ok(None) => return,
+                Ok(Some((true, b))) => serializer.decode_server_text(&b),
+                Ok(Some((false, b))) => serializer.decode_server_binary(&b),
+                Err(e) => {
+                    return self.connection_failed(gen, DisconnectReason::Protocol(e.into()), ctx)
+                }
+            },
+            ws::Frame::Ping(b) => {
+                self.write_control(ws::Message::Pong(b));
+                return;
+            }
+            ws::Frame::Pong(_) => return,
+            ws::Frame::Close(reason) => {
+                let (code, description) = match reason {
+                    Some(r) => (Some(u16::from(r.code)), r.description),
+                    None => (None, None),
+                };
+                return self.connection_failed(
+                    gen,
+                    DisconnectReason::ServerClosed { code, description },
+                    ctx,
+                );
+            }
+        };
+        match decoded {
+            Ok(msg) => {
+                self.state.on_message(msg, Instant::now());
+                self.drain(ctx);
+            }
+            Err(e) => {
+                warn!("undecodable frame from the server: {e}");
+                self.connection_failed(gen, DisconnectReason::InvalidFrame(e), ctx);
+            }
+        }
+    }
+
+    fn reassemble(
+        &mut self,
+        item: actix_http::ws::Item,
+        max: usize,
+    ) -> Result<Option<(bool, Bytes)>, &'static str> {
+        let io = self.io.as_mut().ok_or("no connection")?;
+        let (first, chunk, last) = match item {
+            actix_http::ws::Item::FirstText(b) => (Some(true), b, false),
+            actix_http::ws::Item::FirstBinary(b) => (Some(false), b, false),
+            actix_http::ws::Item::Continue(b) => (None, b, false),
+            actix_http::ws::Item::Last(b) => (None, b, true),
+        };
+        match (first, io.partial.as_mut()) {
+            (Some(_), Some(_)) => return Err("new fragmented message before the last one ended"),
+            (None, None) => return Err("continuation frame without a first frame"),
+            (Some(text), None) => io.partial = Some((text, BytesMut::new())),
+            (None, Some(_)) => {}
+        }
+        let Some((text, buf)) = io.partial.as_mut() else {
+            return Err("no fragmented message");
+        };
+        if buf.len() + chunk.len() > max {
+            return Err("fragmented message exceeds the max frame size");
+        }
+        buf.extend_from_slice(&chunk);
+        if !last {
+            return Ok(None);
+        }
+        let text = *text;
+        let bytes = io
+            .partial
+            .take()
+            .map(|(_, b)| b.freeze())
+            .unwrap_or_default();
+        Ok(Some((text, bytes)))
+    }
+}
+
+/// Writes queued frames, batching whatever is ready into one flush.
+async fn run_writer(
+    mut sink: SplitSink<Framed<BoxedSocket, ws::Codec>, ws::Message>,
+    mut rx: mpsc::Receiver<ws::Message>,
+    write_timeout: Duration,
+) -> Result<(), String> {
+    const MAX_BATCH: usize = 256;
+    let timed_out = |_| {
+        format!(
+            "no progress within the write timeout ({} ms)",
+            write_timeout.as_millis()
+        )
+    };
+    while let Some(first) = rx.recv().await {
+        let mut closing = matches!(first, ws::Message::Close(_));
+        actix_rt::time::timeout(write_timeout, sink.feed(first))
+            .await
+            .map_err(timed_out)?
+            .map_err(|e| e.to_string())?;
+        let mut batch = 1;
+        while !closing && batch < MAX_BATCH {
+            let Ok(next) = rx.try_recv() else { break };
+            closing = matches!(next, ws::Message::Close(_));
+            actix_rt::time::timeout(write_timeout, sink.feed(next))
+                .await
+                .map_err(timed_out)?
+                .map_err(|e| e.to_string())?;
+            batch += 1;
+        }
+        actix_rt::time::timeout(write_timeout, sink.flush())
+            .await
+            .map_err(timed_out)?
+            .map_err(|e| e.to_string())?;
+        if closing {
+            break;
+        }
+    }
+    let _ = actix_rt::time::timeout(write_timeout, sink.close()).await;
+    Ok(())
+}
+
+struct Inbound {
+    gen: u64,
+    frame: Option<Result<ws::Frame, WsProtocolError>>,
+}
+
+impl<A: SlipstreamActor> StreamHandler<Inbound> for Client<A> {
+    fn handle(&mut self, item: Inbound, ctx: &mut Context<Self>) {
+        let gen = item.gen;
+        if !self
+            .io
+            .as_ref()
+            .is_some_and(|io| io.gen == gen && io.reader.is_some())
+        {
+            return;
+        }
+        match item.frame {
+            Some(Ok(frame)) => self.inbound(gen, frame, ctx),
+            Some(Err(e)) => {
+                let reason = match e {
+                    WsProtocolError::Overflow => DisconnectReason::Protocol(format!(
+                        "frame larger than max_frame_size ({} bytes)",
+                        self.state.config().max_frame_size
+                    )),
+                    WsProtocolError::Io(e) => DisconnectReason::ConnectionLost(e.to_string()),
+                    e => DisconnectReason::Protocol(e.to_string()),
+                };
+                self.connection_failed(gen, reason, ctx);
+            }
+            None => {
+                let reason =
+                    DisconnectReason::ConnectionLost("closed without a close frame".into());
+                self.connection_failed(gen, reason, ctx);
+            }
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {
+        // The end of the stream arrives as an item (frame: None); the actor lives on.
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WriterFailed {
+    gen: u64,
+    error: String,
+}
+
+impl<A: SlipstreamActor> Handler<WriterFailed> for Client<A> {
+    type Result = ();
+    fn handle(&mut self, msg: WriterFailed, ctx: &mut Context<Self>) {
+        if self.io.as_ref().is_some_and(|io| io.gen == msg.gen) {
+            self.connection_failed(msg.gen, DisconnectReason::WriteFailed(msg.error), ctx);
+        }
+    }
+}
+
+impl<A: SlipstreamActor> Actor for Client<A> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.stopping = false;
+        self.with_socket(ctx, |user, socket| user.init(socket));
+    }
+
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
+        self.stopping = true;
+        self.state.stop_connection(Instant::now());
+        self.drain(ctx);
+        self.close_io(1000, ctx);
+        self.timer = None;
+        self.user.terminate();
+    }
+}
+
+impl<A: SlipstreamActor> Supervised for Client<A> {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        debug!("restarting: the topic registry is kept");
+        self.io = None;
+        self.timer = None;
+    }
+}
+
+// ---------------------------------------------------------------- messages
+
+/// Join a topic with params; it is recorded in the registry and rejoined after every
+/// reconnect. Nothing is sent if the topic is already joined or joining.
+///
+/// Responds with the join response, or why the join failed (or
+/// [`JoinError::Timeout`] after the join timeout, while rejoins go on as the
+/// retry policy says).
+#[derive(Debug, Clone)]
+pub struct Join {
+    /// The topic.
+    pub topic: Topic,
+    /// The join params (a JSON object).
+    pub params: Value,
+}
+
+impl Join {
+    /// A join of `topic` with `params`.
+    pub fn new(topic: impl Into<Topic>, params: Value) -> Self {
+        Join {
+            topic: topic.into(),
+            params,
+        }
+    }
+}
+
+impl actix::Message for Join {
+    type Result = Result<Payload, JoinError>;
+}
+
+impl<A: SlipstreamActor> Handler<Join> for Client<A> {
+    type Result = ResponseFuture<Result<Payload, JoinError>>;
+    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.state
+            .join(msg.topic, msg.params, Some(tx), Instant::now());
+        self.drain(ctx);
+        let timeout = self.state.config().join_timeout;
+        Box::pin(async move {
+            match actix_rt::time::timeout(timeout, rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(JoinError::Stopped),
+                Err(_) => Err(JoinError::Timeout),
+            }
+        })
+    }
+}
+
+/// Leave a topic and remove it from the registry.
+#[derive(Debug, Clone, actix::Message)]
+#[rtype(result = "()")]
+pub struct Leave {
+    /// The topic.
+    pub topic: Topic,
+}
+
+impl Leave {
+    /// A leave of `topic`.
+    pub fn new(topic: impl Into<Topic>) -> Self {
+        Leave {
+            topic: topic.into(),
+        }
+    }
+}
+
+impl<A: SlipstreamActor> Handler<Leave> for Client<A> {
+    type Result = ();
+    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
+        self.state.leave(msg.topic.as_str(), Instant::now());
+        self.drain(ctx);
+    }
+}
+
+/// Push an event to a topic and get its reply.
+///
+/// Responds with the reply (status ok, error or custom, with its response) or a
+/// [`PushError`]. A push to a topic that is joining or waiting for a reconnect is
+/// buffered and sent once it is joined; its timeout counts from now.
+#[derive(Debug, Clone)]
+pub struct Push {
+    /// The topic (joined or joining).
+    pub topic: Topic,
+    /// The event name.
+    pub event: Event,
+    /// The payload: JSON, or binary (V2 only).
+    pub payload: Payload,
+    /// The reply timeout; `None` uses the configured push timeout.
+    pub timeout: Option<Duration>,
+}
+
+impl Push {
+    /// A push of `event` with `payload` on `topic`.
+    pub fn new(
+        topic: impl Into<Topic>,
+        event: impl Into<Event>,
+        payload: impl Into<Payload>,
+    ) -> Self {
+        Push {
+            topic: topic.into(),
+            event: event.into(),
+            payload: payload.into(),
+            timeout: None,
+        }
+    }
+
+    /// Sets the reply timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+impl actix::Message for Push {
+    type Result = Result<Reply, PushError>;
+}
+
+impl<A: SlipstreamActor> Handler<Push> for Client<A> {
+    type Result = ResponseFuture<Result<Reply, PushError>>;
+    fn handle(&mut self, msg: Push, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let timeout = msg.timeout.unwrap_or(self.state.config().push_timeout);
+        let result = self.state.push(
+            msg.topic.as_str(),
+            msg.event,
+            msg.payload,
+            timeout,
+            ReplyTo::Sender(tx),
+            Instant::now(),
+        );
+        self.drain(ctx);
+        Box::pin(async move {
+            result?;
+            rx.await.unwrap_or(Err(PushError::Stopped))
+        })
+    }
+}
+
+/// Close the connection with code 1000 and stay disconnected (topics stay registered).
+#[derive(Debug, Clone, Copy, actix::Message)]
+#[rtype(result = "()")]
+pub struct Disconnect;
+
+impl<A: SlipstreamActor> Handler<Disconnect> for Client<A> {
+    type Result = ();
+    fn handle(&mut self, _: Disconnect, ctx: &mut Context<Self>) {
+        self.state.disconnect(Instant::now());
+        self.drain(ctx);
+    }
+}
+
+/// Close the connection, if any, and connect again now.
+#[derive(Debug, Clone, Copy, actix::Message)]
+#[rtype(result = "()")]
+pub struct Reconnect;
+
+impl<A: SlipstreamActor> Handler<Reconnect> for Client<A> {
+    type Result = ();
+    fn handle(&mut self, _: Reconnect, ctx: &mut Context<Self>) {
+        self.state.reconnect(Instant::now());
+        self.drain(ctx);
+    }
+}
+
+/// Get a [`Status`] snapshot.
+#[derive(Debug, Clone, Copy, actix::Message)]
+#[rtype(result = "Status")]
+pub struct GetStatus;
+
+impl<A: SlipstreamActor> Handler<GetStatus> for Client<A> {
+    type Result = MessageResult<GetStatus>;
+    fn handle(&mut self, _: GetStatus, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.state.status())
+    }
+}
+
+/// Stop the actor (closing the connection). Under a [`Supervisor`] the actor is
+/// restarted: it keeps its topic registry, reconnects and rejoins.
+#[derive(Debug, Clone, Copy, actix::Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl<A: SlipstreamActor> Handler<Stop> for Client<A> {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

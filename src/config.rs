@@ -1,0 +1,431 @@
+//! Client configuration.
+//!
+//! [`Config`] has a [`Default`] and by-value setters; it is validated when the client
+//! connects, and a bad value gives a [`ConfigError`], never a panic.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::backoff::Backoff;
+use crate::error::ConfigError;
+use crate::serializer::Serializer;
+
+/// Connect parameters: sent as the socket URL's query string at every connect.
+#[derive(Clone)]
+pub enum ConnectParams {
+    /// The same params at every connect.
+    Static(Vec<(String, String)>),
+    /// Params computed at every connect, e.g. to fetch a fresh token.
+    Dynamic(Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>),
+}
+
+impl ConnectParams {
+    /// The params for one connect.
+    pub fn resolve(&self) -> Vec<(String, String)> {
+        match self {
+            ConnectParams::Static(p) => p.clone(),
+            ConnectParams::Dynamic(f) => f(),
+        }
+    }
+}
+
+impl Default for ConnectParams {
+    fn default() -> Self {
+        ConnectParams::Static(Vec::new())
+    }
+}
+
+impl fmt::Debug for ConnectParams {
+    /// Keys only: values are often secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectParams::Static(p) => {
+                let keys: Vec<String> = p.iter().map(|(k, _)| format!("{k}=<redacted>")).collect();
+                f.debug_tuple("Static").field(&keys).finish()
+            }
+            ConnectParams::Dynamic(_) => f.write_str("Dynamic(<closure>)"),
+        }
+    }
+}
+
+/// When to retry a join that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// How many times a join rejected by the channel (`{:error, reason}` from
+    /// `join/3`) is retried with the rejoin backoff before the topic is dropped.
+    /// Default 0: a rejected join is reported once (an authorization failure does not
+    /// become a retry loop).
+    pub rejected_join_retries: u32,
+    /// Whether a join answered "unmatched topic" (no channel route) is retried.
+    /// Default `false`.
+    pub retry_unmatched_topic: bool,
+    /// Whether a join that timed out is retried with the rejoin backoff. Default `true`.
+    pub retry_join_timeout: bool,
+    /// Whether a channel that crashed (`phx_error`) is rejoined with the rejoin
+    /// backoff. Default `true`.
+    pub rejoin_crashed: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            rejected_join_retries: 0,
+            retry_unmatched_topic: false,
+            retry_join_timeout: true,
+            rejoin_crashed: true,
+        }
+    }
+}
+
+/// TLS settings for `wss://` URLs.
+#[derive(Clone, Default)]
+pub struct TlsConfig {
+    /// Extra trusted root certificates (DER). When empty, the Mozilla roots from
+    /// `webpki-roots` are trusted. When set, only these roots are trusted.
+    pub root_certificates: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("root_certificates", &self.root_certificates.len())
+            .finish()
+    }
+}
+
+/// How the client connects, keeps the connection alive, and retries.
+///
+/// ```
+/// use std::time::Duration;
+/// use actix_slipstream::{Backoff, Config};
+///
+/// let config = Config::new("ws://127.0.0.1:4000/socket")
+///     .param("token", "secret")
+///     .heartbeat(Duration::from_secs(30), Duration::from_secs(10))
+///     .reconnect_backoff(Backoff::from_millis(&[100, 1000, 5000]));
+/// assert!(config.validate().is_ok());
+/// // Debug output never shows param values or header values.
+/// assert!(!format!("{config:?}").contains("secret"));
+/// ```
+#[derive(Clone)]
+pub struct Config {
+    /// The socket URL, `ws[s]://host[:port]/socket` or `.../socket/websocket`.
+    /// Default `ws://localhost:4000/socket`.
+    pub url: String,
+    /// Connect params (query string). Default none.
+    pub params: ConnectParams,
+    /// Extra HTTP headers on the upgrade request. Default none.
+    pub headers: Vec<(String, String)>,
+    /// Protocol version. Default V2 (needed for binary payloads).
+    pub serializer: Serializer,
+    /// Time between heartbeats. Default 30 s (phoenix.js). Phoenix closes a socket
+    /// after 60 s without client frames, so keep it well under that. Zero disables
+    /// heartbeats (and dead-link detection).
+    pub heartbeat_interval: Duration,
+    /// How long a heartbeat may go unanswered before the connection is considered
+    /// dead, closed and reconnected. Default 10 s. Zero disables the check.
+    pub heartbeat_timeout: Duration,
+    /// Delays between reconnect attempts. Default: Phoenix's list with 20% jitter.
+    pub reconnect_backoff: Backoff,
+    /// Delays between rejoin attempts of a topic. Default: Slipstream's list with 20% jitter.
+    pub rejoin_backoff: Backoff,
+    /// Which failed joins are retried. See [`RetryPolicy`].
+    pub retry: RetryPolicy,
+    /// Longest wait for the TCP connect, TLS and websocket upgrade. Default 10 s.
+    pub connect_timeout: Duration,
+    /// Default reply timeout of a push, counted from when the push is made
+    /// (buffered time included). Default 10 s (phoenix.js).
+    pub push_timeout: Duration,
+    /// Reply timeout of a join. After it, a `phx_leave` is sent and the join is
+    /// retried per [`RetryPolicy::retry_join_timeout`]. Default 10 s.
+    pub join_timeout: Duration,
+    /// Longest time one write (or a batch of writes) may block before the
+    /// connection is considered dead. Default 10 s.
+    pub write_timeout: Duration,
+    /// Largest inbound websocket message accepted, in bytes (fragments included).
+    /// A larger one closes the connection (it reconnects). Default 8 MiB.
+    pub max_frame_size: usize,
+    /// Most pushes buffered per topic while it is not joined. A push beyond it fails
+    /// at once with [`PushError::BufferFull`](crate::PushError::BufferFull). Default 1024.
+    pub max_buffered_pushes: usize,
+    /// Most frames queued for the socket writer. A push that finds it full fails with
+    /// [`PushError::BufferFull`](crate::PushError::BufferFull). Default 65536.
+    pub send_buffer: usize,
+    /// TLS settings for `wss://`.
+    pub tls: TlsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            url: "ws://localhost:4000/socket".to_owned(),
+            params: ConnectParams::default(),
+            headers: Vec::new(),
+            serializer: Serializer::V2,
+            heartbeat_interval: Duration::from_secs(30),
+            heartbeat_timeout: Duration::from_secs(10),
+            reconnect_backoff: Backoff::phoenix_reconnect(),
+            rejoin_backoff: Backoff::phoenix_rejoin(),
+            retry: RetryPolicy::default(),
+            connect_timeout: Duration::from_secs(10),
+            push_timeout: Duration::from_secs(10),
+            join_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            max_frame_size: 8 * 1024 * 1024,
+            max_buffered_pushes: 1024,
+            send_buffer: 65_536,
+            tls: TlsConfig::default(),
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    /// Param and header values are redacted: they often carry tokens.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(k, _)| format!("{k}: <redacted>"))
+            .collect();
+        f.debug_struct("Config")
+            .field("url", &redact_url(&self.url))
+            .field("params", &self.params)
+            .field("headers", &headers)
+            .field("serializer", &self.serializer)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("heartbeat_timeout", &self.heartbeat_timeout)
+            .field("reconnect_backoff", &self.reconnect_backoff)
+            .field("rejoin_backoff", &self.rejoin_backoff)
+            .field("retry", &self.retry)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("push_timeout", &self.push_timeout)
+            .field("join_timeout", &self.join_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("max_frame_size", &self.max_frame_size)
+            .field("max_buffered_pushes", &self.max_buffered_pushes)
+            .field("send_buffer", &self.send_buffer)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+/// The URL without its query string (which may hold secrets).
+pub(crate) fn redact_url(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?<redacted>"),
+        None => url.to_owned(),
+    }
+}
+
+impl Config {
+    /// The default configuration for the socket at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Config {
+            url: url.into(),
+            ..Config::default()
+        }
+    }
+
+    /// Adds a static connect param (replacing a dynamic params closure).
+    pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let mut params = match self.params {
+            ConnectParams::Static(p) => p,
+            ConnectParams::Dynamic(_) => Vec::new(),
+        };
+        params.push((key.into(), value.into()));
+        self.params = ConnectParams::Static(params);
+        self
+    }
+
+    /// Sets a closure that computes the connect params at every connect (so a
+    /// reconnect can carry a refreshed token).
+    pub fn params_fn(
+        mut self,
+        f: impl Fn() -> Vec<(String, String)> + Send + Sync + 'static,
+    ) -> Self {
+        self.params = ConnectParams::Dynamic(Arc::new(f));
+        self
+    }
+
+    /// Adds an HTTP header to the upgrade request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Chooses the protocol version.
+    pub fn serializer(mut self, serializer: Serializer) -> Self {
+        self.serializer = serializer;
+        self
+    }
+
+    /// Sets the heartbeat interval and timeout (zero disables either).
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// Sets the reconnect backoff.
+    pub fn reconnect_backoff(mut self, backoff: Backoff) -> Self {
+        self.reconnect_backoff = backoff;
+        self
+    }
+
+    /// Sets the rejoin backoff.
+    pub fn rejoin_backoff(mut self, backoff: Backoff) -> Self {
+        self.rejoin_backoff = backoff;
+        self
+    }
+
+    /// Sets the join retry policy.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Sets the connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the default push timeout.
+    pub fn push_timeout(mut self, timeout: Duration) -> Self {
+        self.push_timeout = timeout;
+        self
+    }
+
+    /// Sets the join timeout.
+    pub fn join_timeout(mut self, timeout: Duration) -> Self {
+        self.join_timeout = timeout;
+        self
+    }
+
+    /// Sets the write timeout.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Sets the largest inbound message size.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// Sets the per-topic bound of buffered pushes.
+    pub fn max_buffered_pushes(mut self, n: usize) -> Self {
+        self.max_buffered_pushes = n;
+        self
+    }
+
+    /// Sets the bound of the writer queue, in frames.
+    pub fn send_buffer(mut self, frames: usize) -> Self {
+        self.send_buffer = frames;
+        self
+    }
+
+    /// Trusts these root certificates (DER) instead of the Mozilla roots.
+    pub fn tls_root_certificates(mut self, roots: Vec<Vec<u8>>) -> Self {
+        self.tls.root_certificates = roots;
+        self
+    }
+
+    /// Checks the settings and builds the URL of one connect (params resolved now).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first bad setting.
+    pub fn connect_url(&self) -> Result<Url, ConfigError> {
+        self.validate()?;
+        crate::url::socket_url(&self.url, &self.params.resolve(), self.serializer)
+    }
+
+    /// Checks the settings without connecting.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first bad setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |name: &'static str, reason: &str| {
+            Err(ConfigError::InvalidSetting {
+                name,
+                reason: reason.to_owned(),
+            })
+        };
+        crate::url::socket_url(&self.url, &[], self.serializer)?;
+        if self.url.starts_with("wss:") && !cfg!(feature = "rustls") {
+            return invalid("url", "wss:// needs the `rustls` feature");
+        }
+        if self.connect_timeout.is_zero() {
+            return invalid("connect_timeout", "must be more than zero");
+        }
+        if self.push_timeout.is_zero() {
+            return invalid("push_timeout", "must be more than zero");
+        }
+        if self.join_timeout.is_zero() {
+            return invalid("join_timeout", "must be more than zero");
+        }
+        if self.write_timeout.is_zero() {
+            return invalid("write_timeout", "must be more than zero");
+        }
+        if self.max_frame_size < 64 {
+            return invalid("max_frame_size", "must be at least 64 bytes");
+        }
+        if self.send_buffer == 0 {
+            return invalid("send_buffer", "must be at least 1");
+        }
+        for (name, _) in &self.headers {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+                return invalid("headers", "a header name must be a non-empty token");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_param_and_header_values() {
+        let c = Config::new("ws://h/socket?token=abc")
+            .param("token", "s3cret")
+            .header("authorization", "Bearer xyz");
+        let s = format!("{c:?}");
+        assert!(
+            !s.contains("s3cret") && !s.contains("xyz") && !s.contains("abc"),
+            "{s}"
+        );
+        assert!(s.contains("token=<redacted>"));
+    }
+
+    #[test]
+    fn zero_timeouts_and_bad_urls_are_config_errors() {
+        assert!(Config::new("ws://h/socket")
+            .push_timeout(Duration::ZERO)
+            .validate()
+            .is_err());
+        assert!(Config::new("http://h/socket").validate().is_err());
+        assert!(Config::new("ws://h/socket")
+            .header("bad name", "v")
+            .validate()
+            .is_err());
+        assert!(Config::new("ws://h/socket").validate().is_ok());
+    }
+
+    #[test]
+    fn params_closure_runs_at_every_connect() {
+        let n = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let n2 = n.clone();
+        let c = Config::new("ws://h/socket").params_fn(move || {
+            let i = n2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            vec![("token".into(), format!("t{i}"))]
+        });
+        assert_eq!(c.connect_url().unwrap().query(), Some("token=t0&vsn=2.0.0"));
+        assert_eq!(c.connect_url().unwrap().query(), Some("token=t1&vsn=2.0.0"));
+    }
+}

@@ -1,0 +1,141 @@
+//! The handle that callbacks use to act on the connection.
+
+use std::time::{Duration, Instant};
+
+use actix::Context;
+use serde_json::Value;
+
+use crate::actor::SlipstreamActor;
+use crate::channel::{ReplyTo, TopicCloseReason, TopicStatus};
+use crate::client::Client;
+use crate::config::Config;
+use crate::error::PushError;
+use crate::message::{Event, Payload, Ref, Topic};
+use crate::registry::TopicRegistry;
+use crate::state::{AfterTopicClose, State, Status};
+
+/// The connection as seen from a callback: join, leave, push, connect, disconnect,
+/// status.
+///
+/// Every action is queued and carried out as soon as the callback returns, in order.
+pub struct Socket<'a, A: SlipstreamActor> {
+    pub(crate) state: &'a mut State,
+    pub(crate) ctx: &'a mut Context<Client<A>>,
+}
+
+impl<A: SlipstreamActor> Socket<'_, A> {
+    /// Joins a topic with params and records it in the registry, so it is rejoined
+    /// after every reconnect. If the topic is already joined or joining, nothing is sent.
+    pub fn join(&mut self, topic: impl Into<Topic>, params: Value) {
+        self.state.join(topic.into(), params, None, Instant::now());
+    }
+
+    /// Rejoins a registered topic with its registered params; false if it is not registered.
+    pub fn rejoin(&mut self, topic: &str) -> bool {
+        self.state.rejoin(topic, Instant::now())
+    }
+
+    /// Rejoins every registered topic that is not joined or joining (what the default
+    /// `handle_connect` does).
+    pub fn rejoin_registered(&mut self) {
+        self.state.rejoin_registered(Instant::now());
+    }
+
+    /// Leaves a topic and removes it from the registry.
+    pub fn leave(&mut self, topic: &str) {
+        self.state.leave(topic, Instant::now());
+    }
+
+    /// Pushes an event with the default push timeout. The outcome reaches
+    /// [`SlipstreamActor::handle_reply`] with the returned ref.
+    ///
+    /// # Errors
+    /// [`PushError::NotJoined`], [`PushError::BufferFull`] or [`PushError::Encode`],
+    /// at once; nothing reaches `handle_reply` then.
+    pub fn push(
+        &mut self,
+        topic: &str,
+        event: impl Into<Event>,
+        payload: impl Into<Payload>,
+    ) -> Result<Ref, PushError> {
+        let timeout = self.state.config().push_timeout;
+        self.push_with_timeout(topic, event, payload, timeout)
+    }
+
+    /// Pushes an event with its own timeout. See [`push`](Self::push).
+    ///
+    /// # Errors
+    /// As [`push`](Self::push).
+    pub fn push_with_timeout(
+        &mut self,
+        topic: &str,
+        event: impl Into<Event>,
+        payload: impl Into<Payload>,
+        timeout: Duration,
+    ) -> Result<Ref, PushError> {
+        self.state.push(
+            topic,
+            event.into(),
+            payload.into(),
+            timeout,
+            ReplyTo::Callback,
+            Instant::now(),
+        )
+    }
+
+    /// Connects, unless connected or connecting.
+    pub fn connect(&mut self) {
+        self.state.connect();
+    }
+
+    /// Closes the connection (if any) and connects again at once.
+    pub fn reconnect(&mut self) {
+        self.state.reconnect(Instant::now());
+    }
+
+    /// Closes the connection with code 1000. The default `handle_disconnect` does
+    /// not reconnect after it; topics stay registered for a later `connect`.
+    pub fn disconnect(&mut self) {
+        self.state.disconnect(Instant::now());
+    }
+
+    /// A snapshot of the connection and topics.
+    pub fn status(&self) -> Status {
+        self.state.status()
+    }
+
+    /// The state of one topic, if known.
+    pub fn topic_status(&self, topic: &str) -> Option<TopicStatus> {
+        self.state.topic_status(topic)
+    }
+
+    /// Whether the websocket is open.
+    pub fn is_connected(&self) -> bool {
+        self.state.is_connected()
+    }
+
+    /// The topics the client wants joined, with their params.
+    pub fn registry(&self) -> &TopicRegistry {
+        self.state.registry()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        self.state.config()
+    }
+
+    /// What the [`RetryPolicy`](crate::RetryPolicy) says to do after a topic closed
+    /// (the default of [`SlipstreamActor::handle_topic_close`]).
+    pub fn default_after_topic_close(
+        &self,
+        topic: &str,
+        reason: &TopicCloseReason,
+    ) -> AfterTopicClose {
+        self.state.default_after_topic_close(topic, reason)
+    }
+
+    /// The actor's context, to spawn futures, run timers or get the actor's address.
+    pub fn context(&mut self) -> &mut Context<Client<A>> {
+        self.ctx
+    }
+}

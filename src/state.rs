@@ -1,0 +1,1339 @@
+//! The connection and channel state machine. No I/O happens here.
+//!
+//! [`State`] takes inputs (user commands, connection events, decoded frames and the
+//! current time) and queues [`Effect`]s: frames to send, connections to open or
+//! close, and callbacks to run. The actix actor in [`crate::client`] only wires these
+//! to the websocket, one timer, and the user's [`SlipstreamActor`](crate::SlipstreamActor).
+//! Every timeout lives in one ordered timer map here, so the actor needs a single
+//! timer set to [`State::next_deadline`].
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::backoff::BackoffState;
+use crate::channel::{
+    BufferedPush, Channel, ChannelState, ReplyTo, TimerKey, TopicCloseReason, TopicStatus,
+};
+use crate::config::Config;
+use crate::error::{ConfigError, DecodeError, EncodeError, JoinError, PushError};
+use crate::heartbeat::Heartbeat;
+use crate::message::{Event, Message, Payload, Ref, Reply, Topic};
+use crate::registry::TopicRegistry;
+
+/// Why the socket disconnected.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DisconnectReason {
+    /// The user asked for it (`Disconnect` or `socket.disconnect()`). Not reconnected by default.
+    Requested,
+    /// The user asked for a reconnect; a new connection is already being opened.
+    ReconnectRequested,
+    /// The client actor stopped (or is being restarted by its supervisor).
+    Stopped,
+    /// The connection could not be opened.
+    ConnectFailed(ConnectError),
+    /// The server closed the websocket with a close frame.
+    ServerClosed {
+        /// The close code, if the frame had one (1011 for a server-side disconnect,
+        /// 1012 for a graceful shutdown, 1002 after an idle timeout...).
+        code: Option<u16>,
+        /// The close description, if any.
+        description: Option<String>,
+    },
+    /// The connection ended without a close frame (the server died, the network failed).
+    ConnectionLost(String),
+    /// A heartbeat went unanswered: the link is dead or half-open.
+    HeartbeatTimeout,
+    /// A write failed or did not finish within the write timeout.
+    WriteFailed(String),
+    /// The server sent a frame that could not be decoded.
+    InvalidFrame(DecodeError),
+    /// The server broke the websocket protocol (including a frame over the size limit).
+    Protocol(String),
+}
+
+impl DisconnectReason {
+    /// Whether the user asked for this disconnect.
+    pub fn is_requested(&self) -> bool {
+        matches!(
+            self,
+            DisconnectReason::Requested | DisconnectReason::Stopped
+        )
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DisconnectReason::Requested => f.write_str("disconnect requested"),
+            DisconnectReason::ReconnectRequested => f.write_str("reconnect requested"),
+            DisconnectReason::Stopped => f.write_str("client stopped"),
+            DisconnectReason::ConnectFailed(e) => write!(f, "connect failed: {e}"),
+            DisconnectReason::ServerClosed { code, description } => {
+                write!(f, "server closed the socket")?;
+                if let Some(c) = code {
+                    write!(f, " with code {c}")?;
+                }
+                match description {
+                    Some(d) if !d.is_empty() => write!(f, " ({d})"),
+                    _ => Ok(()),
+                }
+            }
+            DisconnectReason::ConnectionLost(e) => write!(f, "connection lost: {e}"),
+            DisconnectReason::HeartbeatTimeout => f.write_str("heartbeat timeout"),
+            DisconnectReason::WriteFailed(e) => write!(f, "write failed: {e}"),
+            DisconnectReason::InvalidFrame(e) => write!(f, "invalid frame from server: {e}"),
+            DisconnectReason::Protocol(e) => write!(f, "websocket protocol error: {e}"),
+        }
+    }
+}
+
+/// Why a connect failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConnectError {
+    /// The server answered the upgrade with this HTTP status (403: the socket's
+    /// `connect/3` refused the params, or the `vsn` is unknown).
+    #[error("upgrade refused with HTTP {0}")]
+    Refused(u16),
+    /// No answer within the connect timeout.
+    #[error("timed out")]
+    Timeout,
+    /// TCP, TLS or HTTP failed.
+    #[error("{0}")]
+    Io(String),
+    /// The configuration is not usable; fix it (a reconnect would fail the same way).
+    #[error("{0}")]
+    Config(ConfigError),
+}
+
+/// The connection's state, without data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionStatus {
+    /// Not connected and no connect planned.
+    Disconnected,
+    /// A reconnect is scheduled after a backoff delay.
+    WaitingToReconnect,
+    /// Opening the websocket.
+    Connecting,
+    /// Connected.
+    Connected,
+}
+
+impl fmt::Display for ConnectionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConnectionStatus::Disconnected => "disconnected",
+            ConnectionStatus::WaitingToReconnect => "waiting to reconnect",
+            ConnectionStatus::Connecting => "connecting",
+            ConnectionStatus::Connected => "connected",
+        })
+    }
+}
+
+/// One topic in a [`Status`] snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicState {
+    /// The topic.
+    pub topic: Topic,
+    /// Its state.
+    pub status: TopicStatus,
+    /// The join_ref of its current join, if one was sent.
+    pub join_ref: Option<Ref>,
+    /// Pushes buffered until it is joined.
+    pub buffered_pushes: usize,
+}
+
+/// A snapshot of the client: connection, topics and counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// The connection state.
+    pub connection: ConnectionStatus,
+    /// Every known topic, sorted by name.
+    pub topics: Vec<TopicState>,
+    /// Pushes sent and awaiting a reply.
+    pub pending_replies: usize,
+    /// Successful connects since the client started.
+    pub connects: u64,
+    /// Disconnects since the client started.
+    pub disconnects: u64,
+    /// Joins sent again after a reconnect or a channel crash.
+    pub rejoins: u64,
+    /// The last heartbeat round trip.
+    pub last_heartbeat_rtt: Option<Duration>,
+    /// The average heartbeat round trip.
+    pub average_heartbeat_rtt: Option<Duration>,
+}
+
+impl Status {
+    /// The state of one topic.
+    pub fn topic(&self, topic: &str) -> Option<&TopicState> {
+        self.topics.iter().find(|t| t.topic == topic)
+    }
+}
+
+/// What the state machine wants done.
+#[derive(Debug)]
+pub(crate) enum Effect {
+    /// Encode and write this message.
+    Send(Message),
+    /// Open a connection for generation `gen`.
+    Connect { gen: u64 },
+    /// Close the current connection (sending a close frame with this code).
+    Close { code: u16 },
+    /// Run a user callback.
+    Callback(Callback),
+}
+
+/// A user callback to run.
+#[derive(Debug)]
+pub(crate) enum Callback {
+    Connected,
+    Disconnected(DisconnectReason),
+    Joined {
+        topic: Topic,
+        response: Payload,
+    },
+    TopicClosed {
+        topic: Topic,
+        reason: TopicCloseReason,
+    },
+    Left {
+        topic: Topic,
+    },
+    Message {
+        topic: Topic,
+        event: Event,
+        payload: Payload,
+    },
+    Reply {
+        topic: Topic,
+        reference: Ref,
+        result: Result<Reply, PushError>,
+    },
+}
+
+/// What to do after a disconnect; returned by
+/// [`handle_disconnect`](crate::SlipstreamActor::handle_disconnect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterDisconnect {
+    /// Reconnect after the next reconnect backoff delay.
+    Reconnect,
+    /// Stay disconnected until told to connect (`Reconnect` message or `socket.connect()`).
+    StayDisconnected,
+    /// Stop the client actor (a supervisor restarts it).
+    Stop,
+}
+
+/// What to do after a topic closed; returned by
+/// [`handle_topic_close`](crate::SlipstreamActor::handle_topic_close).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterTopicClose {
+    /// Rejoin after the topic's next rejoin backoff delay.
+    Rejoin,
+    /// Give the topic up: it leaves the registry and its buffered pushes fail.
+    Forget,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conn {
+    Disconnected,
+    WaitingReconnect { timer: TimerKey },
+    Connecting { gen: u64 },
+    Connected { gen: u64, healthy: bool },
+}
+
+#[derive(Debug)]
+enum Timer {
+    Push { reference: u64, topic: Topic },
+    JoinTimeout { topic: Topic },
+    LeaveTimeout { topic: Topic },
+    Rejoin { topic: Topic },
+    HeartbeatTick,
+    HeartbeatTimeout,
+    Reconnect,
+}
+
+#[derive(Debug)]
+struct PendingPush {
+    topic: Topic,
+    reply_to: ReplyTo,
+    deadline: TimerKey,
+}
+
+/// The client's protocol state. See the module docs.
+#[derive(Debug)]
+pub struct State {
+    config: Config,
+    next_ref: u64,
+    gen: u64,
+    conn: Conn,
+    reconnect: BackoffState,
+    channels: HashMap<Topic, Channel>,
+    registry: TopicRegistry,
+    pending: HashMap<u64, PendingPush>,
+    timers: BTreeMap<TimerKey, Timer>,
+    timer_seq: u64,
+    heartbeat: Heartbeat,
+    heartbeat_tick: Option<TimerKey>,
+    heartbeat_timeout: Option<TimerKey>,
+    out: VecDeque<Effect>,
+    connects: u64,
+    disconnects: u64,
+    rejoins: u64,
+}
+
+impl State {
+    /// A disconnected state for this configuration.
+    pub fn new(config: Config) -> Self {
+        let reconnect = config.reconnect_backoff.start();
+        State {
+            config,
+            next_ref: 0,
+            gen: 0,
+            conn: Conn::Disconnected,
+            reconnect,
+            channels: HashMap::new(),
+            registry: TopicRegistry::new(),
+            pending: HashMap::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            heartbeat: Heartbeat::default(),
+            heartbeat_tick: None,
+            heartbeat_timeout: None,
+            out: VecDeque::new(),
+            connects: 0,
+            disconnects: 0,
+            rejoins: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The topic registry.
+    pub fn registry(&self) -> &TopicRegistry {
+        &self.registry
+    }
+
+    /// Whether the socket is connected.
+    pub fn is_connected(&self) -> bool {
+        matches!(self.conn, Conn::Connected { .. })
+    }
+
+    pub(crate) fn pop_effect(&mut self) -> Option<Effect> {
+        self.out.pop_front()
+    }
+
+    /// The earliest timer deadline.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.keys().next().map(|(at, _)| *at)
+    }
+
+    fn next_ref(&mut self) -> u64 {
+        self.next_ref += 1;
+        self.next_ref
+    }
+
+    fn schedule(&mut self, at: Instant, timer: Timer) -> TimerKey {
+        self.timer_seq += 1;
+        let key = (at, self.timer_seq);
+        self.timers.insert(key, timer);
+        key
+    }
+
+    fn cancel(&mut self, key: TimerKey) {
+        self.timers.remove(&key);
+    }
+
+    fn send(&mut self, msg: Message) {
+        self.out.push_back(Effect::Send(msg));
+    }
+
+    fn callback(&mut self, cb: Callback) {
+        self.out.push_back(Effect::Callback(cb));
+    }
+
+    // ---------------------------------------------------------------- connection
+
+    /// Opens a connection unless one is open or opening.
+    pub fn connect(&mut self) {
+        match self.conn {
+            Conn::Connected { .. } | Conn::Connecting { .. } => {}
+            Conn::WaitingReconnect { timer } => {
+                self.cancel(timer);
+                self.start_connect();
+            }
+            Conn::Disconnected => self.start_connect(),
+        }
+    }
+
+    fn start_connect(&mut self) {
+        self.gen += 1;
+        self.conn = Conn::Connecting { gen: self.gen };
+        info!(
+            "connecting to {} (attempt {})",
+            crate::config::redact_url(&self.config.url),
+            self.reconnect.attempt() + 1
+        );
+        self.out.push_back(Effect::Connect { gen: self.gen });
+    }
+
+    /// The websocket of generation `gen` is open.
+    pub(crate) fn on_connected(&mut self, gen: u64, now: Instant) {
+        if self.conn != (Conn::Connecting { gen }) {
+            return;
+        }
+        self.conn = Conn::Connected {
+            gen,
+            healthy: false,
+        };
+        self.connects += 1;
+        info!("connected (generation {gen})");
+        if !self.config.heartbeat_interval.is_zero() {
+            let key = self.schedule(now + self.config.heartbeat_interval, Timer::HeartbeatTick);
+            self.heartbeat_tick = Some(key);
+        }
+        self.callback(Callback::Connected);
+    }
+
+    /// Sends the joins asked for while disconnected that `handle_connect` did not send.
+    pub(crate) fn after_connect(&mut self, now: Instant) {
+        if !self.is_connected() {
+            return;
+        }
+        let mut explicit: Vec<Topic> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.state == ChannelState::Waiting { explicit: true })
+            .map(|(t, _)| t.clone())
+            .collect();
+        explicit.sort();
+        for topic in explicit {
+            self.send_join(&topic, now);
+        }
+    }
+
+    /// The connection of generation `gen` failed to open or ended.
+    pub(crate) fn on_closed(&mut self, gen: u64, reason: DisconnectReason, now: Instant) {
+        let current = match self.conn {
+            Conn::Connecting { gen: g } | Conn::Connected { gen: g, .. } => g == gen,
+            _ => false,
+        };
+        if current {
+            self.lost(reason, now);
+        }
+    }
+
+    /// The user asked to disconnect: close with 1000 and stay disconnected.
+    pub fn disconnect(&mut self, now: Instant) {
+        match self.conn {
+            Conn::Connected { .. } | Conn::Connecting { .. } => {
+                self.out.push_back(Effect::Close { code: 1000 });
+                self.lost(DisconnectReason::Requested, now);
+            }
+            Conn::WaitingReconnect { timer } => {
+                self.cancel(timer);
+                self.conn = Conn::Disconnected;
+            }
+            Conn::Disconnected => {}
+        }
+    }
+
+    /// The user asked to reconnect: close any connection and open a new one now.
+    pub fn reconnect(&mut self, now: Instant) {
+        if let Conn::Connected { .. } | Conn::Connecting { .. } = self.conn {
+            self.out.push_back(Effect::Close { code: 1000 });
+            self.lost(DisconnectReason::ReconnectRequested, now);
+        }
+        self.reconnect.reset();
+        self.connect();
+    }
+
+    /// The actor is stopping or restarting: drop the connection.
+    pub(crate) fn stop_connection(&mut self, now: Instant) {
+        if let Conn::Connected { .. } | Conn::Connecting { .. } = self.conn {
+            self.out.push_back(Effect::Close { code: 1000 });
+            self.lost(DisconnectReason::Stopped, now);
+        } else if let Conn::WaitingReconnect { timer } = self.conn {
+            self.cancel(timer);
+            self.conn = Conn::Disconnected;
+        }
+    }
+
+    fn lost(&mut self, reason: DisconnectReason, _now: Instant) {
+        self.conn = Conn::Disconnected;
+        self.disconnects += 1;
+        if reason.is_requested() {
+            info!("disconnected: {reason}");
+        } else {
+            warn!("disconnected: {reason}");
+        }
+        self.heartbeat.reset();
+        for key in [self.heartbeat_tick.take(), self.heartbeat_timeout.take()]
+            .into_iter()
+            .flatten()
+        {
+            self.cancel(key);
+        }
+        // Pushes in flight will never be answered on this connection.
+        let in_flight: Vec<u64> = self.pending.keys().copied().collect();
+        for r in in_flight {
+            self.resolve_pending(r, Err(PushError::ConnectionLost));
+        }
+        let mut left = Vec::new();
+        let mut keys = Vec::new();
+        for (topic, ch) in self.channels.iter_mut() {
+            match ch.state {
+                ChannelState::Joining { timer, .. } | ChannelState::RejoinScheduled { timer } => {
+                    keys.push(timer);
+                    ch.state = ChannelState::Waiting { explicit: false };
+                }
+                ChannelState::Joined { .. } => ch.state = ChannelState::Waiting { explicit: false },
+                ChannelState::Leaving { timer, .. } => {
+                    keys.push(timer);
+                    left.push(topic.clone());
+                }
+                ChannelState::Waiting { .. } => {}
+            }
+        }
+        for key in keys {
+            self.cancel(key);
+        }
+        left.sort();
+        for topic in left {
+            self.finish_leave(&topic);
+        }
+        self.callback(Callback::Disconnected(reason));
+    }
+
+    /// Applies the user's decision after a disconnect.
+    pub(crate) fn after_disconnect(&mut self, decision: AfterDisconnect, now: Instant) {
+        if self.conn != Conn::Disconnected {
+            return; // already reconnecting (a reconnect was requested)
+        }
+        if decision == AfterDisconnect::Reconnect {
+            let delay = self.reconnect.next_delay();
+            info!(
+                "reconnecting in {} ms (attempt {})",
+                delay.as_millis(),
+                self.reconnect.attempt()
+            );
+            let timer = self.schedule(now + delay, Timer::Reconnect);
+            self.conn = Conn::WaitingReconnect { timer };
+        }
+    }
+
+    fn mark_healthy(&mut self) {
+        if let Conn::Connected {
+            gen,
+            healthy: false,
+        } = self.conn
+        {
+            self.conn = Conn::Connected { gen, healthy: true };
+            self.reconnect.reset();
+        }
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    /// Fires every timer due at `now`.
+    pub fn on_tick(&mut self, now: Instant) {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let (key, timer) = entry.remove_entry();
+            self.fire(key, timer, now);
+        }
+    }
+
+    fn fire(&mut self, key: TimerKey, timer: Timer, now: Instant) {
+        match timer {
+            Timer::Push { reference, topic } => self.push_timed_out(reference, &topic),
+            Timer::JoinTimeout { topic } => {
+                let Some(ch) = self.channels.get_mut(&topic) else {
+                    return;
+                };
+                let ChannelState::Joining { join_ref, timer } = ch.state else {
+                    return;
+                };
+                if timer != key {
+                    return;
+                }
+                warn!("join of {topic} timed out (join_ref {join_ref}); leaving and retrying per policy");
+                ch.state = ChannelState::Waiting { explicit: false };
+                ch.resolve_waiters(&Err(JoinError::Timeout));
+                let leave_ref = self.next_ref();
+                self.send(Message::new(
+                    Some(Ref::from(join_ref)),
+                    Some(Ref::from(leave_ref)),
+                    topic.clone(),
+                    Event::Leave,
+                    Payload::empty(),
+                ));
+                self.callback(Callback::TopicClosed {
+                    topic,
+                    reason: TopicCloseReason::JoinFailed(JoinError::Timeout),
+                });
+            }
+            Timer::LeaveTimeout { topic } => {
+                let matches = matches!(
+                    self.channels.get(&topic).map(|c| c.state),
+                    Some(ChannelState::Leaving { timer, .. }) if timer == key
+                );
+                if matches {
+                    debug!("leave of {topic} not confirmed in time; considered left");
+                    self.finish_leave(&topic);
+                }
+            }
+            Timer::Rejoin { topic } => {
+                let matches = matches!(
+                    self.channels.get(&topic).map(|c| c.state),
+                    Some(ChannelState::RejoinScheduled { timer }) if timer == key
+                );
+                if matches {
+                    if self.is_connected() {
+                        self.rejoins += 1;
+                        self.send_join(&topic, now);
+                    } else if let Some(ch) = self.channels.get_mut(&topic) {
+                        ch.state = ChannelState::Waiting { explicit: false };
+                    }
+                }
+            }
+            Timer::HeartbeatTick => {
+                if self.heartbeat_tick != Some(key) {
+                    return;
+                }
+                self.heartbeat_tick = None;
+                if !self.is_connected() {
+                    return;
+                }
+                if self.heartbeat.pending.is_some() && !self.config.heartbeat_timeout.is_zero() {
+                    self.heartbeat_failed(now);
+                    return;
+                }
+                let r = self.next_ref();
+                self.heartbeat.sent(r, now);
+                self.send(Message::heartbeat(Ref::from(r)));
+                if !self.config.heartbeat_timeout.is_zero() {
+                    if let Some(old) = self.heartbeat_timeout.take() {
+                        self.cancel(old);
+                    }
+                    let t =
+                        self.schedule(now + self.config.heartbeat_timeout, Timer::HeartbeatTimeout);
+                    self.heartbeat_timeout = Some(t);
+                }
+                let t = self.schedule(now + self.config.heartbeat_interval, Timer::HeartbeatTick);
+                self.heartbeat_tick = Some(t);
+            }
+            Timer::HeartbeatTimeout => {
+                if self.heartbeat_timeout != Some(key) {
+                    return;
+                }
+                self.heartbeat_timeout = None;
+                if self.heartbeat.pending.is_some() && self.is_connected() {
+                    self.heartbeat_failed(now);
+                }
+            }
+            Timer::Reconnect => {
+                if self.conn == (Conn::WaitingReconnect { timer: key }) {
+                    self.conn = Conn::Disconnected;
+                    self.start_connect();
+                }
+            }
+        }
+    }
+
+    fn heartbeat_failed(&mut self, now: Instant) {
+        warn!(
+            "heartbeat {} unanswered; closing the connection",
+            self.heartbeat.pending.map(|(r, _)| r).unwrap_or_default()
+        );
+        self.out.push_back(Effect::Close { code: 1000 });
+        self.lost(DisconnectReason::HeartbeatTimeout, now);
+    }
+
+    // ---------------------------------------------------------------- topics
+
+    /// Joins a topic (recording it in the registry). Nothing goes on the wire if the
+    /// topic is already joined or joining.
+    pub(crate) fn join(
+        &mut self,
+        topic: Topic,
+        params: Value,
+        waiter: Option<oneshot::Sender<Result<Payload, JoinError>>>,
+        now: Instant,
+    ) {
+        self.registry.insert(topic.clone(), params.clone());
+        self.join_channel(topic, params, waiter, true, now);
+    }
+
+    /// Rejoins every registered topic that is not joined or joining.
+    pub fn rejoin_registered(&mut self, now: Instant) {
+        for (topic, params) in self.registry.topics() {
+            self.join_channel(topic, params, None, false, now);
+        }
+    }
+
+    /// Rejoins one registered topic; returns false if it is not registered.
+    pub fn rejoin(&mut self, topic: &str, now: Instant) -> bool {
+        let Some(params) = self.registry.params(topic).cloned() else {
+            return false;
+        };
+        self.join_channel(Topic::from(topic), params, None, false, now);
+        true
+    }
+
+    fn join_channel(
+        &mut self,
+        topic: Topic,
+        params: Value,
+        waiter: Option<oneshot::Sender<Result<Payload, JoinError>>>,
+        explicit: bool,
+        now: Instant,
+    ) {
+        let connected = self.is_connected();
+        let rejoin = self.config.rejoin_backoff.start();
+        let ch = self
+            .channels
+            .entry(topic.clone())
+            .or_insert_with(|| Channel::new(params.clone(), rejoin));
+        ch.params = params;
+        ch.join_waiters.retain(|w| !w.is_closed());
+        if let Some(w) = waiter {
+            if let (ChannelState::Joined { .. }, Some(resp)) = (ch.state, &ch.last_response) {
+                let _ = w.send(Ok(resp.clone()));
+            } else {
+                ch.join_waiters.push(w);
+            }
+        }
+        match ch.state {
+            ChannelState::Joining { .. } | ChannelState::Joined { .. } => {
+                debug!("{topic} already joined or joining; no new phx_join sent");
+            }
+            ChannelState::Leaving { .. } => ch.rejoin_after_leave = true,
+            ChannelState::RejoinScheduled { timer } => {
+                self.cancel(timer);
+                if connected {
+                    self.send_join(&topic, now);
+                } else if let Some(ch) = self.channels.get_mut(&topic) {
+                    ch.state = ChannelState::Waiting { explicit };
+                }
+            }
+            ChannelState::Waiting { explicit: was } => {
+                if connected {
+                    if !was && !explicit {
+                        self.rejoins += 1;
+                    }
+                    self.send_join(&topic, now);
+                } else {
+                    ch.state = ChannelState::Waiting {
+                        explicit: was || explicit,
+                    };
+                }
+            }
+        }
+    }
+
+    fn send_join(&mut self, topic: &Topic, now: Instant) {
+        let join_ref = self.next_ref();
+        let timer = self.schedule(
+            now + self.config.join_timeout,
+            Timer::JoinTimeout {
+                topic: topic.clone(),
+            },
+        );
+        let Some(ch) = self.channels.get_mut(topic) else {
+            self.cancel(timer);
+            return;
+        };
+        ch.state = ChannelState::Joining { join_ref, timer };
+        debug!("joining {topic} (join_ref {join_ref})");
+        let params = ch.params.clone();
+        self.send(Message::new(
+            Some(Ref::from(join_ref)),
+            Some(Ref::from(join_ref)),
+            topic.clone(),
+            Event::Join,
+            Payload::Json(params),
+        ));
+    }
+
+    /// Leaves a topic and removes it from the registry. Nothing goes on the wire if
+    /// a leave is already in flight.
+    pub fn leave(&mut self, topic: &str, now: Instant) {
+        self.registry.remove(topic);
+        let connected = self.is_connected();
+        let Some(ch) = self.channels.get_mut(topic) else {
+            debug!("leave of {topic}: not joined");
+            return;
+        };
+        ch.rejoin_after_leave = false;
+        let state = ch.state;
+        let topic = Topic::from(topic);
+        match state {
+            ChannelState::Leaving { .. } => debug!("leave of {topic} already in flight"),
+            ChannelState::Joined { join_ref } | ChannelState::Joining { join_ref, .. }
+                if connected =>
+            {
+                if let ChannelState::Joining { timer, .. } = state {
+                    self.cancel(timer);
+                }
+                let leave_ref = self.next_ref();
+                let timer = self.schedule(
+                    now + self.config.push_timeout,
+                    Timer::LeaveTimeout {
+                        topic: topic.clone(),
+                    },
+                );
+                if let Some(mut ch) = self.channels.remove(&topic) {
+                    ch.state = ChannelState::Leaving {
+                        join_ref,
+                        leave_ref,
+                        timer,
+                    };
+                    ch.resolve_waiters(&Err(JoinError::Left));
+                    self.fail_buffer(&topic, &mut ch, PushError::Left);
+                    self.channels.insert(topic.clone(), ch);
+                }
+                info!("leaving {topic} (join_ref {join_ref})");
+                self.send(Message::new(
+                    Some(Ref::from(join_ref)),
+                    Some(Ref::from(leave_ref)),
+                    topic,
+                    Event::Leave,
+                    Payload::empty(),
+                ));
+            }
+            ChannelState::Joined { .. }
+            | ChannelState::Joining { .. }
+            | ChannelState::Waiting { .. }
+            | ChannelState::RejoinScheduled { .. } => {
+                if let ChannelState::Joining { timer, .. }
+                | ChannelState::RejoinScheduled { timer } = state
+                {
+                    self.cancel(timer);
+                }
+                self.finish_leave(&topic);
+            }
+        }
+    }
+
+    /// Removes a channel that has been left and tells the user.
+    fn finish_leave(&mut self, topic: &Topic) {
+        let Some(mut ch) = self.channels.remove(topic) else {
+            return;
+        };
+        if let ChannelState::Leaving { timer, .. } = ch.state {
+            self.cancel(timer);
+        }
+        ch.resolve_waiters(&Err(JoinError::Left));
+        self.fail_buffer(topic, &mut ch, PushError::Left);
+        self.fail_in_flight(topic, PushError::Left);
+        let again = ch.rejoin_after_leave && self.registry.contains(topic.as_str());
+        info!("left {topic}");
+        self.callback(Callback::Left {
+            topic: topic.clone(),
+        });
+        if again {
+            if let Some(params) = self.registry.params(topic.as_str()).cloned() {
+                self.join_channel(topic.clone(), params, None, true, Instant::now());
+            }
+        }
+    }
+
+    /// Gives a topic up after a failure: registry, buffered pushes, waiters.
+    fn forget(&mut self, topic: &Topic) {
+        self.registry.remove(topic.as_str());
+        if let Some(mut ch) = self.channels.remove(topic) {
+            if let ChannelState::Joining { timer, .. }
+            | ChannelState::RejoinScheduled { timer }
+            | ChannelState::Leaving { timer, .. } = ch.state
+            {
+                self.cancel(timer);
+            }
+            ch.resolve_waiters(&Err(JoinError::Left));
+            self.fail_buffer(topic, &mut ch, PushError::Left);
+        }
+        self.fail_in_flight(topic, PushError::ChannelClosed);
+        info!("gave up {topic}");
+    }
+
+    /// The default decision after a topic closed, per the [`RetryPolicy`](crate::RetryPolicy).
+    pub fn default_after_topic_close(
+        &self,
+        topic: &str,
+        reason: &TopicCloseReason,
+    ) -> AfterTopicClose {
+        let policy = self.config.retry;
+        let retry = match reason {
+            TopicCloseReason::Crashed(_) => policy.rejoin_crashed,
+            TopicCloseReason::JoinFailed(JoinError::Timeout) => policy.retry_join_timeout,
+            TopicCloseReason::JoinFailed(JoinError::UnmatchedTopic) => policy.retry_unmatched_topic,
+            TopicCloseReason::JoinFailed(JoinError::Rejected(_)) => self
+                .channels
+                .get(topic)
+                .is_some_and(|c| c.rejected <= policy.rejected_join_retries),
+            TopicCloseReason::JoinFailed(JoinError::Left | JoinError::Stopped) => false,
+        };
+        if retry {
+            AfterTopicClose::Rejoin
+        } else {
+            AfterTopicClose::Forget
+        }
+    }
+
+    /// Applies the user's decision after a topic closed.
+    pub(crate) fn after_topic_close(
+        &mut self,
+        topic: &Topic,
+        decision: AfterTopicClose,
+        now: Instant,
+    ) {
+        let Some(ch) = self.channels.get_mut(topic) else {
+            return;
+        };
+        if !matches!(ch.state, ChannelState::Waiting { .. }) {
+            return; // the user already rejoined or left it in the callback
+        }
+        match decision {
+            AfterTopicClose::Forget => self.forget(topic),
+            AfterTopicClose::Rejoin if !self.registry.contains(topic.as_str()) => {
+                self.forget(topic)
+            }
+            AfterTopicClose::Rejoin => {
+                let delay = ch.rejoin.next_delay();
+                let attempt = ch.rejoin.attempt();
+                info!(
+                    "rejoining {topic} in {} ms (attempt {attempt})",
+                    delay.as_millis()
+                );
+                let timer = self.schedule(
+                    now + delay,
+                    Timer::Rejoin {
+                        topic: topic.clone(),
+                    },
+                );
+                if let Some(ch) = self.channels.get_mut(topic) {
+                    ch.state = ChannelState::RejoinScheduled { timer };
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- pushes
+
+    /// Pushes an event. Sent now if the topic is joined, else buffered until it is.
+    ///
+    /// # Errors
+    /// [`PushError::NotJoined`] if the topic is unknown or being left,
+    /// [`PushError::BufferFull`], or [`PushError::Encode`] when the push can never be encoded.
+    pub(crate) fn push(
+        &mut self,
+        topic: &str,
+        event: Event,
+        payload: Payload,
+        timeout: Duration,
+        reply_to: ReplyTo,
+        now: Instant,
+    ) -> Result<Ref, PushError> {
+        if let Payload::Binary(_) = payload {
+            if !self.config.serializer.supports_binary() {
+                return Err(PushError::Encode(EncodeError::BinaryNotSupported));
+            }
+            for (field, s) in [("topic", topic), ("event", event.as_str())] {
+                if s.len() > 255 {
+                    return Err(PushError::Encode(EncodeError::FieldTooLong {
+                        field,
+                        len: s.len(),
+                    }));
+                }
+            }
+        }
+        if event.is_reserved() {
+            return Err(PushError::Encode(EncodeError::Unsupported(
+                "reserved events are sent by the client itself; use join/leave",
+            )));
+        }
+        let connected = self.is_connected();
+        let max = self.config.max_buffered_pushes;
+        let state = match self.channels.get(topic) {
+            None => return Err(PushError::NotJoined),
+            Some(ch) => ch.state,
+        };
+        let topic = Topic::from(topic);
+        match state {
+            ChannelState::Leaving { .. } => Err(PushError::NotJoined),
+            ChannelState::Joined { join_ref } if connected => {
+                let r = self.next_ref();
+                let deadline = self.schedule(
+                    now + timeout,
+                    Timer::Push {
+                        reference: r,
+                        topic: topic.clone(),
+                    },
+                );
+                self.send(Message::new(
+                    Some(Ref::from(join_ref)),
+                    Some(Ref::from(r)),
+                    topic.clone(),
+                    event,
+                    payload,
+                ));
+                self.pending.insert(
+                    r,
+                    PendingPush {
+                        topic,
+                        reply_to,
+                        deadline,
+                    },
+                );
+                Ok(Ref::from(r))
+            }
+            _ => {
+                if self
+                    .channels
+                    .get(&topic)
+                    .is_some_and(|c| c.buffer.len() >= max)
+                {
+                    return Err(PushError::BufferFull);
+                }
+                let r = self.next_ref();
+                let deadline = self.schedule(
+                    now + timeout,
+                    Timer::Push {
+                        reference: r,
+                        topic: topic.clone(),
+                    },
+                );
+                debug!("{topic} not joined: push {event} (ref {r}) buffered");
+                if let Some(ch) = self.channels.get_mut(&topic) {
+                    ch.buffer.push_back(BufferedPush {
+                        reference: r,
+                        event,
+                        payload,
+                        reply_to,
+                        deadline,
+                    });
+                }
+                Ok(Ref::from(r))
+            }
+        }
+    }
+
+    /// A push could not be written (writer queue full or encode error).
+    pub(crate) fn send_failed(&mut self, reference: &Ref, error: PushError) {
+        if let Some(r) = reference.as_u64() {
+            self.resolve_pending(r, Err(error));
+        }
+    }
+
+    fn push_timed_out(&mut self, reference: u64, topic: &Topic) {
+        if self.pending.contains_key(&reference) {
+            debug!("push {reference} on {topic} timed out");
+            self.resolve_pending(reference, Err(PushError::Timeout));
+            return;
+        }
+        let Some(ch) = self.channels.get_mut(topic) else {
+            return;
+        };
+        if let Some(i) = ch.buffer.iter().position(|b| b.reference == reference) {
+            if let Some(b) = ch.buffer.remove(i) {
+                debug!("buffered push {reference} on {topic} timed out before it could be sent");
+                self.deliver(
+                    topic.clone(),
+                    reference,
+                    b.reply_to,
+                    Err(PushError::Timeout),
+                );
+            }
+        }
+    }
+
+    fn resolve_pending(&mut self, reference: u64, result: Result<Reply, PushError>) {
+        if let Some(p) = self.pending.remove(&reference) {
+            self.cancel(p.deadline);
+            self.deliver(p.topic, reference, p.reply_to, result);
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        topic: Topic,
+        reference: u64,
+        reply_to: ReplyTo,
+        result: Result<Reply, PushError>,
+    ) {
+        match reply_to {
+            ReplyTo::Sender(tx) => {
+                let _ = tx.send(result);
+            }
+            ReplyTo::Callback => self.callback(Callback::Reply {
+                topic,
+                reference: Ref::from(reference),
+                result,
+            }),
+        }
+    }
+
+    fn fail_buffer(&mut self, topic: &Topic, ch: &mut Channel, error: PushError) {
+        for b in ch.buffer.drain(..) {
+            self.timers.remove(&b.deadline);
+            match b.reply_to {
+                ReplyTo::Sender(tx) => {
+                    let _ = tx.send(Err(error.clone()));
+                }
+                ReplyTo::Callback => self.out.push_back(Effect::Callback(Callback::Reply {
+                    topic: topic.clone(),
+                    reference: Ref::from(b.reference),
+                    result: Err(error.clone()),
+                })),
+            }
+        }
+    }
+
+    fn fail_in_flight(&mut self, topic: &Topic, error: PushError) {
+        let mut refs: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| &p.topic == topic)
+            .map(|(r, _)| *r)
+            .collect();
+        refs.sort_unstable();
+        for r in refs {
+            self.resolve_pending(r, Err(error.clone()));
+        }
+    }
+
+    fn flush_buffer(&mut self, topic: &Topic, join_ref: u64, now: Instant) {
+        let Some(ch) = self.channels.get_mut(topic) else {
+            return;
+        };
+        let buffered: Vec<BufferedPush> = ch.buffer.drain(..).collect();
+        for b in buffered {
+            if b.deadline.0 <= now {
+                self.timers.remove(&b.deadline);
+                self.deliver(
+                    topic.clone(),
+                    b.reference,
+                    b.reply_to,
+                    Err(PushError::Timeout),
+                );
+                continue;
+            }
+            self.send(Message::new(
+                Some(Ref::from(join_ref)),
+                Some(Ref::from(b.reference)),
+                topic.clone(),
+                b.event,
+                b.payload,
+            ));
+            self.pending.insert(
+                b.reference,
+                PendingPush {
+                    topic: topic.clone(),
+                    reply_to: b.reply_to,
+                    deadline: b.deadline,
+                },
+            );
+        }
+    }
+
+    // ---------------------------------------------------------------- inbound
+
+    /// Handles a decoded frame from the server.
+    pub(crate) fn on_message(&mut self, msg: Message, now: Instant) {
+        if msg.topic.is_phoenix() {
+            if let (Event::Reply(_), Some(r)) =
+                (&msg.event, msg.reference.as_ref().and_then(Ref::as_u64))
+            {
+                if self.heartbeat.replied(r, now) {
+                    if let Some(key) = self.heartbeat_timeout.take() {
+                        self.cancel(key);
+                    }
+                    self.mark_healthy();
+                    return;
+                }
+            }
+            debug!(
+                "dropped {} on the phoenix topic (ref {:?})",
+                msg.event, msg.reference
+            );
+            return;
+        }
+        let Some(ch) = self.channels.get(&msg.topic) else {
+            debug!("dropped {} for unknown topic {}", msg.event, msg.topic);
+            return;
+        };
+        let current = ch.state.join_ref();
+        if let Some(jr) = &msg.join_ref {
+            if jr.as_u64().is_none() || jr.as_u64() != current {
+                debug!(
+                    "dropped stale {} on {} (join_ref {jr}, current {current:?})",
+                    msg.event, msg.topic
+                );
+                return;
+            }
+        }
+        let state = ch.state;
+        let reference = msg.reference.as_ref().and_then(Ref::as_u64);
+        match msg.event {
+            Event::Reply(status) => {
+                let Some(r) = reference else {
+                    debug!("dropped reply without ref on {}", msg.topic);
+                    return;
+                };
+                let reply = Reply {
+                    status,
+                    response: msg.payload,
+                };
+                match state {
+                    ChannelState::Joining { join_ref, timer } if r == join_ref => {
+                        self.cancel(timer);
+                        self.join_replied(msg.topic, join_ref, reply, now);
+                    }
+                    ChannelState::Leaving { leave_ref, .. } if r == leave_ref => {
+                        self.finish_leave(&msg.topic);
+                    }
+                    _ => match self.pending.get(&r) {
+                        Some(p) if p.topic == msg.topic => self.resolve_pending(r, Ok(reply)),
+                        _ => debug!("dropped reply to unknown ref {r} on {}", msg.topic),
+                    },
+                }
+            }
+            Event::Error | Event::Close => {
+                // phx_error / phx_close carry ref == join_ref (V1 frames have no join_ref).
+                let Some(jr) =
+                    current.filter(|jr| msg.join_ref.is_some() || reference == Some(*jr))
+                else {
+                    debug!("dropped stale {} on {}", msg.event, msg.topic);
+                    return;
+                };
+                if msg.event == Event::Close {
+                    if !matches!(state, ChannelState::Leaving { .. }) {
+                        info!("{} closed by the server (join_ref {jr})", msg.topic);
+                        self.registry.remove(msg.topic.as_str());
+                    }
+                    self.finish_leave(&msg.topic);
+                } else {
+                    warn!("{} crashed on the server (join_ref {jr})", msg.topic);
+                    self.channel_errored(msg.topic, TopicCloseReason::Crashed(msg.payload));
+                }
+            }
+            event => match state {
+                ChannelState::Joined { .. }
+                | ChannelState::Joining { .. }
+                | ChannelState::Leaving { .. } => {
+                    self.callback(Callback::Message {
+                        topic: msg.topic,
+                        event,
+                        payload: msg.payload,
+                    });
+                }
+                _ => debug!("dropped {event} on {}: not joined", msg.topic),
+            },
+        }
+    }
+
+    fn join_replied(&mut self, topic: Topic, join_ref: u64, reply: Reply, now: Instant) {
+        if reply.is_ok() {
+            if let Some(ch) = self.channels.get_mut(&topic) {
+                ch.state = ChannelState::Joined { join_ref };
+                ch.rejoin.reset();
+                ch.rejected = 0;
+                ch.last_response = Some(reply.response.clone());
+                ch.resolve_waiters(&Ok(reply.response.clone()));
+            }
+            self.mark_healthy();
+            info!("joined {topic} (join_ref {join_ref})");
+            self.flush_buffer(&topic, join_ref, now);
+            self.callback(Callback::Joined {
+                topic,
+                response: reply.response,
+            });
+        } else {
+            let error = if reply.is_unmatched_topic() {
+                JoinError::UnmatchedTopic
+            } else {
+                if let Some(ch) = self.channels.get_mut(&topic) {
+                    ch.rejected += 1;
+                }
+                JoinError::Rejected(reply.response)
+            };
+            warn!("join of {topic} failed: {error}");
+            if let Some(ch) = self.channels.get_mut(&topic) {
+                ch.resolve_waiters(&Err(error.clone()));
+            }
+            self.channel_errored(topic, TopicCloseReason::JoinFailed(error));
+        }
+    }
+
+    fn channel_errored(&mut self, topic: Topic, reason: TopicCloseReason) {
+        if let Some(ch) = self.channels.get_mut(&topic) {
+            if let ChannelState::Joining { timer, .. } = ch.state {
+                self.timers.remove(&timer);
+            }
+            ch.state = ChannelState::Waiting { explicit: false };
+        }
+        self.fail_in_flight(&topic, PushError::ChannelClosed);
+        self.callback(Callback::TopicClosed { topic, reason });
+    }
+
+    // ---------------------------------------------------------------- status
+
+    /// A snapshot of the connection and every topic.
+    pub fn status(&self) -> Status {
+        let mut topics: Vec<TopicState> = self
+            .channels
+            .iter()
+            .map(|(t, c)| TopicState {
+                topic: t.clone(),
+                status: c.state.status(),
+                join_ref: c.current_join_ref(),
+                buffered_pushes: c.buffer.len(),
+            })
+            .collect();
+        topics.sort_by(|a, b| a.topic.cmp(&b.topic));
+        Status {
+            connection: self.connection_status(),
+            topics,
+            pending_replies: self.pending.len(),
+            connects: self.connects,
+            disconnects: self.disconnects,
+            rejoins: self.rejoins,
+            last_heartbeat_rtt: self.heartbeat.last_rtt,
+            average_heartbeat_rtt: self.heartbeat.average_rtt(),
+        }
+    }
+
+    /// The connection state.
+    pub fn connection_status(&self) -> ConnectionStatus {
+        match self.conn {
+            Conn::Disconnected => ConnectionStatus::Disconnected,
+            Conn::WaitingReconnect { .. } => ConnectionStatus::WaitingToReconnect,
+            Conn::Connecting { .. } => ConnectionStatus::Connecting,
+            Conn::Connected { .. } => ConnectionStatus::Connected,
+        }
+    }
+
+    /// The state of one topic, if known.
+    pub fn topic_status(&self, topic: &str) -> Option<TopicStatus> {
+        self.channels.get(topic).map(|c| c.state.status())
+    }
+
+    /// Number of timers held (for leak checks).
+    #[doc(hidden)]
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

@@ -1,0 +1,597 @@
+//! Unit tests of the state machine, driven without sockets or real time.
+
+use super::*;
+use crate::backoff::Backoff;
+use crate::message::ReplyStatus;
+use serde_json::json;
+
+/// Emulates the client actor with the default callbacks, recording what happens.
+struct Harness {
+    s: State,
+    now: Instant,
+    gen: u64,
+}
+
+#[derive(Default, Debug)]
+struct Out {
+    sent: Vec<Message>,
+    connects: Vec<u64>,
+    closes: Vec<u16>,
+    events: Vec<String>,
+}
+
+impl Out {
+    fn joins(&self) -> Vec<&Message> {
+        self.sent
+            .iter()
+            .filter(|m| m.event == Event::Join)
+            .collect()
+    }
+    fn by_event(&self, event: &str) -> Vec<&Message> {
+        self.sent
+            .iter()
+            .filter(|m| m.event.as_str() == event)
+            .collect()
+    }
+}
+
+fn config() -> Config {
+    Config::new("ws://127.0.0.1:1/socket")
+        .reconnect_backoff(Backoff::from_millis(&[10, 20]))
+        .rejoin_backoff(Backoff::from_millis(&[100, 200]))
+        .heartbeat(Duration::from_millis(1000), Duration::from_millis(500))
+        .push_timeout(Duration::from_millis(5000))
+        .join_timeout(Duration::from_millis(3000))
+}
+
+impl Harness {
+    fn new(config: Config) -> Self {
+        Harness {
+            s: State::new(config),
+            now: Instant::now(),
+            gen: 0,
+        }
+    }
+
+    fn connected(config: Config) -> Self {
+        let mut h = Harness::new(config);
+        h.s.connect();
+        let out = h.step();
+        h.gen = out.connects[0];
+        h.s.on_connected(h.gen, h.now);
+        h.step();
+        h
+    }
+
+    fn step(&mut self) -> Out {
+        let mut out = Out::default();
+        while let Some(effect) = self.s.pop_effect() {
+            match effect {
+                Effect::Send(m) => out.sent.push(m),
+                Effect::Connect { gen } => {
+                    self.gen = gen;
+                    out.connects.push(gen)
+                }
+                Effect::Close { code } => out.closes.push(code),
+                Effect::Callback(cb) => match cb {
+                    Callback::Connected => {
+                        out.events.push("connected".into());
+                        self.s.rejoin_registered(self.now);
+                        self.s.after_connect(self.now);
+                    }
+                    Callback::Disconnected(reason) => {
+                        out.events.push(format!("disconnected: {reason}"));
+                        let d = if reason.is_requested() {
+                            AfterDisconnect::StayDisconnected
+                        } else {
+                            AfterDisconnect::Reconnect
+                        };
+                        self.s.after_disconnect(d, self.now);
+                    }
+                    Callback::Joined { topic, .. } => out.events.push(format!("joined {topic}")),
+                    Callback::TopicClosed { topic, reason } => {
+                        out.events.push(format!("closed {topic}: {reason}"));
+                        let d = self.s.default_after_topic_close(topic.as_str(), &reason);
+                        self.s.after_topic_close(&topic, d, self.now);
+                    }
+                    Callback::Left { topic } => out.events.push(format!("left {topic}")),
+                    Callback::Message { topic, event, .. } => {
+                        out.events.push(format!("message {topic} {event}"))
+                    }
+                    Callback::Reply {
+                        topic,
+                        reference,
+                        result,
+                    } => out.events.push(format!(
+                        "reply {topic} {reference} {}",
+                        match result {
+                            Ok(r) => r.status.to_string(),
+                            Err(e) => format!("error: {e}"),
+                        }
+                    )),
+                },
+            }
+        }
+        out
+    }
+
+    fn advance(&mut self, ms: u64) -> Out {
+        self.now += Duration::from_millis(ms);
+        self.s.on_tick(self.now);
+        self.step()
+    }
+
+    fn recv(&mut self, msg: Message) -> Out {
+        self.s.on_message(msg, self.now);
+        self.step()
+    }
+
+    fn join(&mut self, topic: &str) -> Out {
+        self.s.join(Topic::from(topic), json!({}), None, self.now);
+        self.step()
+    }
+
+    fn push(&mut self, topic: &str) -> (Result<Ref, PushError>, Out) {
+        let r = self.s.push(
+            topic,
+            Event::from("echo"),
+            Payload::empty(),
+            self.s.config().push_timeout,
+            ReplyTo::Callback,
+            self.now,
+        );
+        (r, self.step())
+    }
+
+    fn drop_connection(&mut self) -> Out {
+        self.s.on_closed(
+            self.gen,
+            DisconnectReason::ConnectionLost("test".into()),
+            self.now,
+        );
+        self.step()
+    }
+
+    fn reconnect_after_backoff(&mut self) -> Out {
+        let mut out = self.advance(20);
+        assert_eq!(out.connects.len(), 1, "a reconnect after the backoff");
+        self.s.on_connected(self.gen, self.now);
+        let more = self.step();
+        out.sent.extend(more.sent);
+        out.events.extend(more.events);
+        out
+    }
+}
+
+fn reply(
+    topic: &str,
+    join_ref: Option<&Ref>,
+    reference: &Ref,
+    status: ReplyStatus,
+    response: Value,
+) -> Message {
+    Message::new(
+        join_ref.cloned(),
+        Some(reference.clone()),
+        topic,
+        Event::Reply(status),
+        Payload::Json(response),
+    )
+}
+
+/// Joins `topic` and answers the join ok; returns the join_ref.
+fn joined(h: &mut Harness, topic: &str) -> Ref {
+    let out = h.join(topic);
+    let join = out.joins()[0].clone();
+    let jr = join.join_ref.clone().unwrap();
+    let out = h.recv(reply(topic, Some(&jr), &jr, ReplyStatus::Ok, json!({})));
+    assert!(out.events.contains(&format!("joined {topic}")), "{out:?}");
+    jr
+}
+
+#[test]
+fn join_ref_equals_ref_on_the_join_and_is_fresh_on_every_rejoin() {
+    let mut h = Harness::connected(config());
+    let out = h.join("room:1");
+    let first = out.joins()[0];
+    assert_eq!(first.join_ref, first.reference);
+    let jr1 = first.join_ref.clone().unwrap();
+    h.recv(reply(
+        "room:1",
+        Some(&jr1),
+        &jr1,
+        ReplyStatus::Ok,
+        json!({}),
+    ));
+    h.drop_connection();
+    let out = h.reconnect_after_backoff();
+    let jr2 = out.joins()[0].join_ref.clone().unwrap();
+    assert_ne!(jr1, jr2);
+}
+
+#[test]
+fn join_of_a_joined_or_joining_topic_sends_nothing() {
+    let mut h = Harness::connected(config());
+    assert_eq!(h.join("room:1").joins().len(), 1);
+    assert_eq!(
+        h.join("room:1").joins().len(),
+        0,
+        "joining: no duplicate phx_join"
+    );
+    let jr = h.s.channels["room:1"].current_join_ref().unwrap();
+    h.recv(reply("room:1", Some(&jr), &jr, ReplyStatus::Ok, json!({})));
+    assert_eq!(
+        h.join("room:1").joins().len(),
+        0,
+        "joined: no duplicate phx_join"
+    );
+}
+
+#[test]
+fn unmatched_topic_reply_to_a_join_is_a_join_failure_not_retried() {
+    let mut h = Harness::connected(config());
+    let out = h.join("nochannel:x");
+    let jr = out.joins()[0].join_ref.clone().unwrap();
+    let out = h.recv(reply(
+        "nochannel:x",
+        None,
+        &jr,
+        ReplyStatus::Error,
+        json!({"reason": "unmatched topic"}),
+    ));
+    assert_eq!(
+        out.events,
+        vec![
+            "closed nochannel:x: join failed: unmatched topic: no channel on the server handles it"
+        ]
+    );
+    assert!(!h.s.registry().contains("nochannel:x"));
+    assert_eq!(h.advance(60_000).joins().len(), 0, "never retried");
+}
+
+#[test]
+fn rejected_join_is_reported_once_and_retried_only_as_configured() {
+    let mut h = Harness::connected(config());
+    let out = h.join("private:x");
+    let jr = out.joins()[0].join_ref.clone().unwrap();
+    let out = h.recv(reply(
+        "private:x",
+        Some(&jr),
+        &jr,
+        ReplyStatus::Error,
+        json!({"reason": "unauthorized"}),
+    ));
+    assert_eq!(out.events.len(), 1);
+    assert!(out.events[0].starts_with("closed private:x: join failed: join rejected"));
+    assert_eq!(h.advance(60_000).joins().len(), 0);
+
+    let mut retry = config();
+    retry.retry.rejected_join_retries = 2;
+    let mut h = Harness::connected(retry);
+    let mut joins = 0;
+    let mut out = h.join("private:x");
+    for _ in 0..5 {
+        let Some(j) = out.joins().first().map(|m| m.join_ref.clone().unwrap()) else {
+            break;
+        };
+        joins += 1;
+        h.recv(reply(
+            "private:x",
+            Some(&j),
+            &j,
+            ReplyStatus::Error,
+            json!({"reason": "unauthorized"}),
+        ));
+        out = h.advance(1000);
+    }
+    assert_eq!(joins, 3, "the first join and two retries");
+}
+
+#[test]
+fn join_timeout_sends_phx_leave_then_retries_with_backoff() {
+    let mut h = Harness::connected(config());
+    let out = h.join("room:slow");
+    let jr = out.joins()[0].join_ref.clone().unwrap();
+    let out = h.advance(3000);
+    let leaves = out.by_event("phx_leave");
+    assert_eq!(leaves.len(), 1);
+    assert_eq!(leaves[0].join_ref.as_ref(), Some(&jr));
+    assert!(out.joins().is_empty());
+    let out = h.advance(100);
+    assert_eq!(
+        out.joins().len(),
+        1,
+        "rejoined after the first rejoin delay"
+    );
+    assert_ne!(out.joins()[0].join_ref.as_ref(), Some(&jr));
+}
+
+#[test]
+fn stale_join_ref_frames_are_dropped() {
+    let mut h = Harness::connected(config());
+    let old = joined(&mut h, "room:1");
+    // Crash, then rejoin with a new join_ref.
+    let out = h.recv(Message::new(
+        Some(old.clone()),
+        Some(old.clone()),
+        "room:1",
+        Event::Error,
+        Payload::empty(),
+    ));
+    assert_eq!(
+        out.events,
+        vec!["closed room:1: channel crashed (phx_error)"]
+    );
+    let out = h.advance(100);
+    let new = out.joins()[0].join_ref.clone().unwrap();
+    h.recv(reply(
+        "room:1",
+        Some(&new),
+        &new,
+        ReplyStatus::Ok,
+        json!({}),
+    ));
+    // A late frame of the old incarnation, then its phx_close, change nothing.
+    let out = h.recv(Message::new(
+        Some(old.clone()),
+        None,
+        "room:1",
+        Event::from("pushed"),
+        Payload::empty(),
+    ));
+    assert!(out.events.is_empty());
+    let out = h.recv(Message::new(
+        Some(old.clone()),
+        Some(old),
+        "room:1",
+        Event::Close,
+        Payload::empty(),
+    ));
+    assert!(out.events.is_empty());
+    assert_eq!(h.s.topic_status("room:1"), Some(TopicStatus::Joined));
+    let out = h.recv(Message::new(
+        Some(new),
+        None,
+        "room:1",
+        Event::from("pushed"),
+        Payload::empty(),
+    ));
+    assert_eq!(out.events, vec!["message room:1 pushed"]);
+}
+
+#[test]
+fn phx_close_is_final_and_removes_the_topic_from_the_registry() {
+    let mut h = Harness::connected(config());
+    let jr = joined(&mut h, "room:1");
+    let out = h.recv(Message::new(
+        Some(jr.clone()),
+        Some(jr),
+        "room:1",
+        Event::Close,
+        Payload::empty(),
+    ));
+    assert_eq!(out.events, vec!["left room:1"]);
+    assert!(!h.s.registry().contains("room:1"));
+    h.drop_connection();
+    assert!(h.reconnect_after_backoff().joins().is_empty());
+}
+
+#[test]
+fn leave_sends_one_phx_leave_and_a_second_leave_sends_nothing() {
+    let mut h = Harness::connected(config());
+    let jr = joined(&mut h, "room:1");
+    h.s.leave("room:1", h.now);
+    let out = h.step();
+    let leave = out.by_event("phx_leave")[0].clone();
+    assert_eq!(leave.join_ref.as_ref(), Some(&jr));
+    h.s.leave("room:1", h.now);
+    assert!(h.step().sent.is_empty());
+    let lr = leave.reference.unwrap();
+    let out = h.recv(reply("room:1", Some(&jr), &lr, ReplyStatus::Ok, json!({})));
+    assert_eq!(out.events, vec!["left room:1"]);
+    // The phx_close that follows is stale now.
+    assert!(h
+        .recv(Message::new(
+            Some(jr.clone()),
+            Some(jr),
+            "room:1",
+            Event::Close,
+            Payload::empty()
+        ))
+        .events
+        .is_empty());
+}
+
+#[test]
+fn pushes_carry_the_current_join_ref_and_replies_are_matched_by_ref() {
+    let mut h = Harness::connected(config());
+    let jr = joined(&mut h, "room:1");
+    let (r, out) = h.push("room:1");
+    let r = r.unwrap();
+    assert_eq!(out.sent[0].join_ref.as_ref(), Some(&jr));
+    assert_eq!(out.sent[0].reference.as_ref(), Some(&r));
+    let out = h.recv(reply(
+        "room:1",
+        Some(&jr),
+        &r,
+        ReplyStatus::Ok,
+        json!({"x": 1}),
+    ));
+    assert_eq!(out.events, vec![format!("reply room:1 {r} ok")]);
+    // A second reply to the same ref is not delivered twice.
+    assert!(h
+        .recv(reply("room:1", Some(&jr), &r, ReplyStatus::Ok, json!({})))
+        .events
+        .is_empty());
+    assert_eq!(h.s.timer_count(), 1, "only the heartbeat timer is left");
+}
+
+#[test]
+fn push_to_an_unknown_topic_fails_at_once() {
+    let mut h = Harness::connected(config());
+    assert_eq!(h.push("room:nowhere").0, Err(PushError::NotJoined));
+}
+
+#[test]
+fn pushes_buffered_across_a_disconnect_are_sent_once_after_the_rejoin() {
+    let mut h = Harness::connected(config());
+    joined(&mut h, "room:1");
+    h.drop_connection();
+    let (r, out) = h.push("room:1");
+    let r = r.unwrap();
+    assert!(out.sent.is_empty(), "buffered while disconnected");
+    let out = h.reconnect_after_backoff();
+    assert!(
+        out.by_event("echo").is_empty(),
+        "not sent before the join reply"
+    );
+    let jr = out.joins()[0].join_ref.clone().unwrap();
+    let out = h.recv(reply("room:1", Some(&jr), &jr, ReplyStatus::Ok, json!({})));
+    let echoes = out.by_event("echo");
+    assert_eq!(echoes.len(), 1);
+    assert_eq!(echoes[0].reference.as_ref(), Some(&r));
+    assert_eq!(echoes[0].join_ref.as_ref(), Some(&jr));
+}
+
+#[test]
+fn a_buffered_push_that_timed_out_is_never_sent() {
+    let mut h = Harness::connected(config().push_timeout(Duration::from_millis(100)));
+    let out = h.join("room:1");
+    let jr = out.joins()[0].join_ref.clone().unwrap();
+    let (r, _) = h.push("room:1");
+    let out = h.advance(100);
+    assert_eq!(
+        out.events,
+        vec![format!(
+            "reply room:1 {} error: no reply within the push timeout",
+            r.unwrap()
+        )]
+    );
+    let out = h.recv(reply("room:1", Some(&jr), &jr, ReplyStatus::Ok, json!({})));
+    assert!(out.by_event("echo").is_empty());
+}
+
+#[test]
+fn push_buffer_is_bounded() {
+    let mut h = Harness::connected(config().max_buffered_pushes(2));
+    h.join("room:1");
+    assert!(h.push("room:1").0.is_ok());
+    assert!(h.push("room:1").0.is_ok());
+    assert_eq!(h.push("room:1").0, Err(PushError::BufferFull));
+}
+
+#[test]
+fn pushes_in_flight_fail_with_connection_lost_and_their_timers_are_released() {
+    let mut h = Harness::connected(config());
+    joined(&mut h, "room:1");
+    let (r, _) = h.push("room:1");
+    let out = h.drop_connection();
+    assert!(out.events.contains(&format!(
+        "reply room:1 {} error: connection lost before the reply",
+        r.unwrap()
+    )));
+    assert_eq!(h.s.status().pending_replies, 0);
+    assert_eq!(h.s.timer_count(), 1, "only the reconnect timer");
+}
+
+#[test]
+fn unanswered_heartbeat_closes_and_reconnects() {
+    let mut h = Harness::connected(config());
+    let out = h.advance(1000);
+    let hb = out.by_event("heartbeat");
+    assert_eq!(hb.len(), 1);
+    assert_eq!(hb[0].topic, "phoenix");
+    assert!(hb[0].join_ref.is_none());
+    let out = h.advance(500);
+    assert_eq!(out.closes, vec![1000]);
+    assert_eq!(out.events, vec!["disconnected: heartbeat timeout"]);
+    assert_eq!(h.advance(10).connects.len(), 1);
+}
+
+#[test]
+fn answered_heartbeat_keeps_the_connection_and_resets_the_reconnect_backoff() {
+    let mut h = Harness::connected(config());
+    h.drop_connection();
+    h.advance(10);
+    h.s.on_closed(
+        h.gen,
+        DisconnectReason::ConnectFailed(ConnectError::Refused(403)),
+        h.now,
+    );
+    h.step();
+    assert_eq!(h.s.reconnect.attempt(), 2);
+    let out = h.advance(20);
+    h.s.on_connected(out.connects[0], h.now);
+    h.step();
+    let hb = h.advance(1000).by_event("heartbeat")[0]
+        .reference
+        .clone()
+        .unwrap();
+    h.recv(reply("phoenix", None, &hb, ReplyStatus::Ok, json!({})));
+    assert_eq!(h.s.reconnect.attempt(), 0);
+    assert!(h.advance(600).closes.is_empty());
+    assert!(h.s.status().last_heartbeat_rtt.is_some());
+}
+
+#[test]
+fn dynamically_joined_topics_are_all_rejoined_after_a_reconnect() {
+    let mut h = Harness::connected(config());
+    for i in 0..100 {
+        joined(&mut h, &format!("room:{i}"));
+    }
+    h.drop_connection();
+    let out = h.reconnect_after_backoff();
+    let mut topics: Vec<String> = out.joins().iter().map(|m| m.topic.to_string()).collect();
+    topics.sort();
+    topics.dedup();
+    assert_eq!(topics.len(), 100);
+    assert_eq!(out.joins().len(), 100, "one phx_join per topic");
+}
+
+#[test]
+fn user_disconnect_closes_and_does_not_reconnect() {
+    let mut h = Harness::connected(config());
+    h.s.disconnect(h.now);
+    let out = h.step();
+    assert_eq!(out.closes, vec![1000]);
+    assert!(h.advance(60_000).connects.is_empty());
+    assert_eq!(h.s.connection_status(), ConnectionStatus::Disconnected);
+}
+
+#[test]
+fn join_asked_while_disconnected_is_sent_at_the_next_connect() {
+    let mut h = Harness::new(config());
+    h.s.join(Topic::from("room:1"), json!({"a": 1}), None, h.now);
+    assert!(h.step().sent.is_empty());
+    h.s.connect();
+    let out = h.step();
+    h.s.on_connected(out.connects[0], h.now);
+    let out = h.step();
+    assert_eq!(out.joins().len(), 1);
+    assert_eq!(out.joins()[0].payload, Payload::Json(json!({"a": 1})));
+}
+
+#[test]
+fn v1_phx_error_without_join_ref_is_matched_by_ref() {
+    let mut h = Harness::connected(config().serializer(crate::Serializer::V1));
+    let jr = joined(&mut h, "room:1");
+    let out = h.recv(Message::new(
+        None,
+        Some(Ref::from("999")),
+        "room:1",
+        Event::Error,
+        Payload::empty(),
+    ));
+    assert!(out.events.is_empty(), "ref is not the join_ref: stale");
+    let out = h.recv(Message::new(
+        None,
+        Some(jr),
+        "room:1",
+        Event::Error,
+        Payload::empty(),
+    ));
+    assert_eq!(
+        out.events,
+        vec!["closed room:1: channel crashed (phx_error)"]
+    );
+}
