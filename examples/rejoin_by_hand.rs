@@ -1,0 +1,75 @@
+//! The seed scenario written by hand: a client that joins topics on request keeps
+//! its own topic list and rejoins each topic in `handle_connect` (what Slipstream's
+//! guide asks its users to do). Compare with `rejoin_builtin.rs`, which needs none
+//! of this code.
+//!
+//! ```text
+//! cargo run --example rejoin_by_hand --features testing
+//! ```
+
+use std::time::Duration;
+
+use actix::{Actor, Handler, Message};
+use actix_slipstream::testing::TestServer;
+use actix_slipstream::{Backoff, Client, Config, SlipstreamActor, Socket, Topic};
+use serde_json::{json, Value};
+
+/// Keeps its own list of topics and params.
+struct ByHand {
+    topics: Vec<(String, Value)>,
+}
+
+impl SlipstreamActor for ByHand {
+    // Replaces the default (which rejoins the built-in registry) with our own list.
+    fn handle_connect(&mut self, socket: &mut Socket<'_, Self>) {
+        println!("connected: rejoining {} topic(s) from our own list", self.topics.len());
+        for (topic, params) in &self.topics {
+            socket.join(topic.as_str(), params.clone());
+        }
+    }
+
+    // A topic the server closed must leave our list, or it would be rejoined forever.
+    fn handle_leave(&mut self, topic: &Topic, _socket: &mut Socket<'_, Self>) {
+        self.topics.retain(|(t, _)| t != topic.as_str());
+    }
+}
+
+/// "Join this topic" from the rest of the application.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct JoinTopic(String, Value);
+
+impl Handler<JoinTopic> for Client<ByHand> {
+    type Result = ();
+    fn handle(&mut self, msg: JoinTopic, ctx: &mut Self::Context) {
+        self.with_socket(ctx, |me, socket| {
+            if !me.topics.iter().any(|(t, _)| *t == msg.0) {
+                me.topics.push((msg.0.clone(), msg.1.clone()));
+            }
+            socket.join(msg.0, msg.1);
+        });
+    }
+}
+
+#[actix_rt::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let server = TestServer::phoenix_demo().start().await?;
+    let config = Config::new(server.url())
+        .param("token", "demo")
+        .reconnect_backoff(Backoff::from_millis(&[100]));
+    let client = Client::new(ByHand { topics: Vec::new() }, config).start();
+    client.send(JoinTopic("room:1".into(), json!({}))).await?;
+    client.send(JoinTopic("room:2".into(), json!({}))).await?;
+    let wait = Duration::from_secs(10);
+    let first = server
+        .wait_for_state(wait, |s| s.sockets().find(|i| i.channels.len() == 2).map(|i| i.id))
+        .await?;
+    println!("joined room:1 and room:2; the server drops the connection");
+    server.drop_all_connections();
+    server
+        .wait_for_state(wait, |s| s.sockets().any(|i| i.id != first && i.channels.len() == 2).then_some(()))
+        .await?;
+    println!("both topics are joined again on the new connection");
+    server.stop().await?;
+    Ok(())
+}
