@@ -8,6 +8,9 @@
 pub mod error;
 pub mod message;
 pub mod serializer;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 pub mod url;
 
 pub use error::{ConfigError, DecodeError, EncodeError};
