@@ -44,6 +44,28 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # How connections are served (and what the fault injection does on the wire)
+//!
+//! The server does not use `actix_web::HttpServer`, which owns its accept loop and
+//! worker threads. It binds a tokio `TcpListener` (with `SO_REUSEADDR`, so a restart
+//! can take the same port at once), accepts connections itself on the System's
+//! thread, and hands each one to an actix-http `HttpService` serving an actix-web
+//! `App` whose `/socket/websocket` route upgrades with actix-ws. Owning the accept
+//! loop gives the TCP-level faults:
+//!
+//! - [`Refusal::TcpClose`] / [`Refusal::TcpReset`]: the connection is accepted and
+//!   closed (FIN) or reset (RST) before a byte of HTTP is read;
+//! - [`Refusal::Hang`]: the connection is accepted and held without reading, so the
+//!   client's upgrade never gets an answer (connect-timeout tests);
+//! - a real "connection refused" (nothing listening): [`TestServer::stop`] or
+//!   [`TestServer::kill`], then [`TestServer::restart`];
+//! - [`TestServer::drop_connection`] and [`TestServer::kill`] abort the connection's
+//!   task, which closes the TCP socket without a websocket close frame (the client
+//!   sees 1006).
+//!
+//! HTTP refusals ([`Refusal::Http`], a bad `vsn`, the connect predicate) answer the
+//! upgrade request with the status and an empty body, as Phoenix does (403).
+//!
 //! # Fidelity and deliberate differences
 //!
 //! Frames match the recorded server byte for byte in every recorded scenario (see
@@ -205,7 +227,7 @@ impl TestServerBuilder {
     }
 
     /// Closes a socket with code 1002 after this long without any frame from the
-    /// client (Phoenix/Bandit: 60 s). Default: off.
+    /// client (Phoenix/Bandit: 60 s). Default: off. Silenced sockets never time out.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.idle_timeout = Some(idle);
         self
