@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 #[derive(Debug)]
 enum Note {
     Connected,
-    Disconnected(String),
+    Disconnected,
     Joined(String),
 }
 
@@ -53,7 +53,7 @@ impl SlipstreamActor for DemoClient {
 
     fn handle_disconnect(&mut self, reason: &DisconnectReason, _socket: &mut Socket<'_, Self>) -> AfterDisconnect {
         self.say(format!("disconnected: {reason}"));
-        let _ = self.notes.try_send(Note::Disconnected(reason.to_string()));
+        let _ = self.notes.try_send(Note::Disconnected);
         if reason.is_requested() {
             AfterDisconnect::StayDisconnected
         } else {
@@ -149,7 +149,7 @@ async fn run() -> Result<(), String> {
     }
 
     client.send(Disconnect).await.map_err(|e| e.to_string())?;
-    while !matches!(next_note(&mut notes).await?, Note::Disconnected(_)) {}
+    while !matches!(next_note(&mut notes).await?, Note::Disconnected) {}
     server.stop().await.map_err(|e| e.to_string())?;
     say("done".into());
     Ok(())

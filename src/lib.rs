@@ -28,6 +28,9 @@ pub mod registry;
 pub mod serializer;
 pub mod socket;
 pub mod state;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 #[cfg(feature = "rustls")]
 mod tls;
 pub mod url;
