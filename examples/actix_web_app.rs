@@ -23,15 +23,26 @@ type Phoenix = web::Data<Addr<Client<Relay>>>;
 
 async fn join(client: Phoenix, topic: web::Path<String>) -> HttpResponse {
     match client.send(Join::new(topic.into_inner(), json!({}))).await {
-        Ok(Ok(response)) => HttpResponse::Ok().json(json!({"joined": true, "response": format!("{response:?}")})),
+        Ok(Ok(response)) => {
+            HttpResponse::Ok().json(json!({"joined": true, "response": format!("{response:?}")}))
+        }
         Ok(Err(e)) => HttpResponse::BadGateway().json(json!({"error": e.to_string()})),
         Err(e) => HttpResponse::ServiceUnavailable().json(json!({"error": e.to_string()})),
     }
 }
 
-async fn echo(client: Phoenix, topic: web::Path<String>, body: web::Json<serde_json::Value>) -> HttpResponse {
-    match client.send(Push::new(topic.into_inner(), "echo", body.into_inner())).await {
-        Ok(Ok(reply)) => HttpResponse::Ok().json(json!({"status": reply.status.to_string(), "response": reply.response.as_json()})),
+async fn echo(
+    client: Phoenix,
+    topic: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> HttpResponse {
+    match client
+        .send(Push::new(topic.into_inner(), "echo", body.into_inner()))
+        .await
+    {
+        Ok(Ok(reply)) => HttpResponse::Ok().json(
+            json!({"status": reply.status.to_string(), "response": reply.response.as_json()}),
+        ),
         Ok(Err(e)) => HttpResponse::BadGateway().json(json!({"error": e.to_string()})),
         Err(e) => HttpResponse::ServiceUnavailable().json(json!({"error": e.to_string()})),
     }
@@ -72,11 +83,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let http = awc::Client::default();
     let base = format!("http://{addr}");
     let mut r = http.put(format!("{base}/topics/room:web")).send().await?;
-    println!("PUT /topics/room:web -> {} {}", r.status(), String::from_utf8_lossy(&r.body().await?));
-    let mut r = http.post(format!("{base}/topics/room:web/echo")).send_json(&json!({"hi": 1})).await?;
-    println!("POST /topics/room:web/echo -> {} {}", r.status(), String::from_utf8_lossy(&r.body().await?));
+    println!(
+        "PUT /topics/room:web -> {} {}",
+        r.status(),
+        String::from_utf8_lossy(&r.body().await?)
+    );
+    let mut r = http
+        .post(format!("{base}/topics/room:web/echo"))
+        .send_json(&json!({"hi": 1}))
+        .await?;
+    println!(
+        "POST /topics/room:web/echo -> {} {}",
+        r.status(),
+        String::from_utf8_lossy(&r.body().await?)
+    );
     let mut r = http.get(format!("{base}/status")).send().await?;
-    println!("GET /status -> {} {}", r.status(), String::from_utf8_lossy(&r.body().await?));
+    println!(
+        "GET /status -> {} {}",
+        r.status(),
+        String::from_utf8_lossy(&r.body().await?)
+    );
 
     handle.stop(true).await;
     phoenix.stop().await?;

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use actix::Actor;
 use actix_slipstream::testing::TestServer;
 use actix_slipstream::{
-    AfterDisconnect, Backoff, Client, Config, Disconnect, DisconnectReason, Event, GetStatus, Join, Payload, Push,
-    SlipstreamActor, Socket, Topic,
+    AfterDisconnect, Backoff, Client, Config, Disconnect, DisconnectReason, Event, GetStatus, Join,
+    Payload, Push, SlipstreamActor, Socket, Topic,
 };
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -39,19 +39,28 @@ struct DemoClient {
 
 impl DemoClient {
     fn say(&self, what: impl std::fmt::Display) {
-        println!("[{:>5} ms] client  {what}", self.start.elapsed().as_millis());
+        println!(
+            "[{:>5} ms] client  {what}",
+            self.start.elapsed().as_millis()
+        );
     }
 }
 
 impl SlipstreamActor for DemoClient {
     fn handle_connect(&mut self, socket: &mut Socket<'_, Self>) {
         let topics = socket.registry().len();
-        self.say(format!("connected; rejoining the {topics} registered topic(s)"));
+        self.say(format!(
+            "connected; rejoining the {topics} registered topic(s)"
+        ));
         socket.rejoin_registered();
         let _ = self.notes.try_send(Note::Connected);
     }
 
-    fn handle_disconnect(&mut self, reason: &DisconnectReason, _socket: &mut Socket<'_, Self>) -> AfterDisconnect {
+    fn handle_disconnect(
+        &mut self,
+        reason: &DisconnectReason,
+        _socket: &mut Socket<'_, Self>,
+    ) -> AfterDisconnect {
         self.say(format!("disconnected: {reason}"));
         let _ = self.notes.try_send(Note::Disconnected);
         if reason.is_requested() {
@@ -66,7 +75,13 @@ impl SlipstreamActor for DemoClient {
         let _ = self.notes.try_send(Note::Joined(topic.to_string()));
     }
 
-    fn handle_message(&mut self, topic: &Topic, event: &Event, payload: Payload, _socket: &mut Socket<'_, Self>) {
+    fn handle_message(
+        &mut self,
+        topic: &Topic,
+        event: &Event,
+        payload: Payload,
+        _socket: &mut Socket<'_, Self>,
+    ) {
         self.say(format!("message {event} on {topic}: {}", show(&payload)));
     }
 }
@@ -90,7 +105,10 @@ async fn run() -> Result<(), String> {
     let start = Instant::now();
     let say = |what: String| println!("[{:>5} ms] main    {what}", start.elapsed().as_millis());
 
-    let server = TestServer::phoenix_demo().start().await.map_err(|e| e.to_string())?;
+    let server = TestServer::phoenix_demo()
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
     say(format!("test server listening at {}", server.url()));
 
     let (tx, mut notes) = mpsc::channel(1024);
@@ -115,7 +133,11 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    say(format!("push echo on room:lobby answered {}: {}", reply.status, show(&reply.response)));
+    say(format!(
+        "push echo on room:lobby answered {}: {}",
+        reply.status,
+        show(&reply.response)
+    ));
 
     while notes.try_recv().is_ok() {} // what happened so far was printed already
     say("the server drops every connection (no close frame)".into());
@@ -128,7 +150,11 @@ async fn run() -> Result<(), String> {
             rejoined.push(t);
         }
     }
-    say(format!("all {} topics are back: {}", rejoined.len(), rejoined.join(", ")));
+    say(format!(
+        "all {} topics are back: {}",
+        rejoined.len(),
+        rejoined.join(", ")
+    ));
 
     for topic in topics {
         let reply = client
@@ -136,7 +162,10 @@ async fn run() -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("push on {topic} failed: {e}"))?;
-        say(format!("push on {topic} after the reconnect answered {}", reply.status));
+        say(format!(
+            "push on {topic} after the reconnect answered {}",
+            reply.status
+        ));
     }
 
     let status = client.send(GetStatus).await.map_err(|e| e.to_string())?;
@@ -145,7 +174,12 @@ async fn run() -> Result<(), String> {
         status.connection, status.connects, status.disconnects, status.rejoins
     ));
     for t in &status.topics {
-        say(format!("  {} {} (join_ref {:?})", t.topic, t.status, t.join_ref.as_ref().map(|r| r.to_string())));
+        say(format!(
+            "  {} {} (join_ref {:?})",
+            t.topic,
+            t.status,
+            t.join_ref.as_ref().map(|r| r.to_string())
+        ));
     }
 
     client.send(Disconnect).await.map_err(|e| e.to_string())?;

@@ -28,12 +28,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     client.send(Join::new("room:2", json!({}))).await??;
     let wait = Duration::from_secs(10);
     let first = server
-        .wait_for_state(wait, |s| s.sockets().find(|i| i.channels.len() == 2).map(|i| i.id))
+        .wait_for_state(wait, |s| {
+            s.sockets().find(|i| i.channels.len() == 2).map(|i| i.id)
+        })
         .await?;
     println!("joined room:1 and room:2; the server drops the connection");
     server.drop_all_connections();
     server
-        .wait_for_state(wait, |s| s.sockets().any(|i| i.id != first && i.channels.len() == 2).then_some(()))
+        .wait_for_state(wait, |s| {
+            s.sockets()
+                .any(|i| i.id != first && i.channels.len() == 2)
+                .then_some(())
+        })
         .await?;
     println!("both topics are joined again on the new connection, with no code of ours");
     server.stop().await?;

@@ -22,7 +22,10 @@ struct ByHand {
 impl SlipstreamActor for ByHand {
     // Replaces the default (which rejoins the built-in registry) with our own list.
     fn handle_connect(&mut self, socket: &mut Socket<'_, Self>) {
-        println!("connected: rejoining {} topic(s) from our own list", self.topics.len());
+        println!(
+            "connected: rejoining {} topic(s) from our own list",
+            self.topics.len()
+        );
         for (topic, params) in &self.topics {
             socket.join(topic.as_str(), params.clone());
         }
@@ -62,12 +65,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     client.send(JoinTopic("room:2".into(), json!({}))).await?;
     let wait = Duration::from_secs(10);
     let first = server
-        .wait_for_state(wait, |s| s.sockets().find(|i| i.channels.len() == 2).map(|i| i.id))
+        .wait_for_state(wait, |s| {
+            s.sockets().find(|i| i.channels.len() == 2).map(|i| i.id)
+        })
         .await?;
     println!("joined room:1 and room:2; the server drops the connection");
     server.drop_all_connections();
     server
-        .wait_for_state(wait, |s| s.sockets().any(|i| i.id != first && i.channels.len() == 2).then_some(()))
+        .wait_for_state(wait, |s| {
+            s.sockets()
+                .any(|i| i.id != first && i.channels.len() == 2)
+                .then_some(())
+        })
         .await?;
     println!("both topics are joined again on the new connection");
     server.stop().await?;

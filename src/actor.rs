@@ -38,6 +38,7 @@ use crate::state::{AfterDisconnect, AfterTopicClose, DisconnectReason};
 /// disconnect, status.
 ///
 /// ```no_run
+/// use actix::Actor;
 /// use actix_slipstream::{Client, Config, Event, Join, Payload, SlipstreamActor, Socket, Topic};
 /// use serde_json::json;
 ///
@@ -154,4 +155,21 @@ pub trait SlipstreamActor: Sized + Unpin + 'static {
     ///
     /// Default: does nothing.
     fn terminate(&mut self) {}
+}
+
+/// The default decision after a disconnect (what the default
+/// [`SlipstreamActor::handle_disconnect`] returns), for overrides that add to it:
+/// reconnect, except after a disconnect the user asked for or when the
+/// configuration is invalid (a reconnect would fail the same way).
+pub fn default_after_disconnect(reason: &DisconnectReason) -> AfterDisconnect {
+    match reason {
+        DisconnectReason::Requested | DisconnectReason::Stopped => {
+            AfterDisconnect::StayDisconnected
+        }
+        DisconnectReason::ConnectFailed(crate::state::ConnectError::Config(e)) => {
+            log::error!("not reconnecting: invalid configuration: {e}");
+            AfterDisconnect::StayDisconnected
+        }
+        _ => AfterDisconnect::Reconnect,
+    }
 }

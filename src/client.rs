@@ -29,6 +29,9 @@ use crate::serializer::Frame;
 use crate::socket::Socket;
 use crate::state::{Callback, ConnectError, DisconnectReason, Effect, State, Status};
 
+/// The longest wait for the server's close frame after the client closed.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The actix actor running a [`SlipstreamActor`] implementation `A`.
 ///
 /// Start it with [`Client::start`](actix::Actor::start) or under
@@ -65,6 +68,8 @@ pub struct Client<A: SlipstreamActor> {
     user: A,
     state: State,
     io: Option<Io>,
+    /// Connections closed by the client, waiting for the server's close frame.
+    closing: Vec<(Io, SpawnHandle)>,
     timer: Option<(Instant, SpawnHandle)>,
     http: Option<awc::Client>,
     stopping: bool,
@@ -87,6 +92,7 @@ impl<A: SlipstreamActor> Client<A> {
             user,
             state: State::new(config),
             io: None,
+            closing: Vec::new(),
             timer: None,
             http: None,
             stopping: false,
@@ -132,7 +138,7 @@ impl<A: SlipstreamActor> Client<A> {
             match effect {
                 Effect::Send(msg) => self.write(msg, ctx),
                 Effect::Connect { gen } => self.start_connect(gen, ctx),
-                Effect::Close { code } => self.close_io(code, ctx),
+                Effect::Close { code } => self.close_gracefully(code, ctx),
                 Effect::Callback(cb) => self.dispatch(cb, ctx),
             }
         }
@@ -261,6 +267,10 @@ impl<A: SlipstreamActor> Client<A> {
                 Ok(Err(WsClientError::InvalidResponseStatus(status))) => {
                     act.connect_failed(gen, ConnectError::Refused(status.as_u16()), ctx)
                 }
+                Ok(Err(WsClientError::SendRequest(
+                    awc::error::SendRequestError::Timeout
+                    | awc::error::SendRequestError::Connect(awc::error::ConnectError::Timeout),
+                ))) => act.connect_failed(gen, ConnectError::Timeout, ctx),
                 Ok(Err(e)) => act.connect_failed(gen, ConnectError::Io(e.to_string()), ctx),
                 Ok(Ok((_response, framed))) => act.open(gen, framed, ctx),
             }
@@ -324,6 +334,43 @@ impl<A: SlipstreamActor> Client<A> {
             };
             let _ = tx.try_send(ws::Message::Close(Some(reason)));
         }
+    }
+
+    /// Sends a close frame on the current connection and keeps reading it until the
+    /// server answers with its own close frame (or the connection ends, or the close
+    /// timeout passes), as the websocket closing handshake asks.
+    fn close_gracefully(&mut self, code: u16, ctx: &mut Context<Self>) {
+        let Some(mut io) = self.io.take() else { return };
+        if io.reader.is_none() || io.writer.is_none() || self.stopping {
+            self.io = Some(io);
+            return self.close_io(code, ctx);
+        }
+        if let Some(tx) = io.writer.as_ref() {
+            let reason = ws::CloseReason {
+                code: ws::CloseCode::from(code),
+                description: None,
+            };
+            let _ = tx.try_send(ws::Message::Close(Some(reason)));
+        }
+        io.partial = None;
+        let gen = io.gen;
+        let wait = self.state.config().write_timeout.min(CLOSE_TIMEOUT);
+        let timer = ctx.run_later(wait, move |act, ctx| act.finish_closing(gen, ctx));
+        self.closing.push((io, timer));
+    }
+
+    /// Drops a connection that was closing.
+    fn finish_closing(&mut self, gen: u64, ctx: &mut Context<Self>) {
+        let Some(i) = self.closing.iter().position(|(io, _)| io.gen == gen) else {
+            return;
+        };
+        let (mut io, timer) = self.closing.swap_remove(i);
+        ctx.cancel_future(timer);
+        if let Some(h) = io.reader.take() {
+            ctx.cancel_future(h);
+        }
+        // Dropping the queue lets the writer shut the connection down.
+        io.writer = None;
     }
 
     /// The current connection failed: tear it down and tell the state machine.
@@ -498,6 +545,12 @@ async fn run_writer(
             .map_err(timed_out)?
             .map_err(|e| e.to_string())?;
         if closing {
+            // Keep the connection open until the actor has seen the server's close
+            // frame (or given up waiting) and drops the queue.
+            let _ = actix_rt::time::timeout(write_timeout, async {
+                while rx.recv().await.is_some() {}
+            })
+            .await;
             break;
         }
     }
@@ -575,6 +628,7 @@ impl<A: SlipstreamActor> Actor for Client<A> {
         self.state.stop_connection(Instant::now());
         self.drain(ctx);
         self.close_io(1000, ctx);
+        self.closing.clear();
         self.timer = None;
         self.user.terminate();
     }
@@ -584,6 +638,7 @@ impl<A: SlipstreamActor> Supervised for Client<A> {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         debug!("restarting: the topic registry is kept");
         self.io = None;
+        self.closing.clear();
         self.timer = None;
     }
 }

@@ -35,7 +35,7 @@ pub mod testing;
 mod tls;
 pub mod url;
 
-pub use actor::SlipstreamActor;
+pub use actor::{default_after_disconnect, SlipstreamActor};
 pub use backoff::Backoff;
 pub use channel::{TopicCloseReason, TopicStatus};
 pub use client::{Client, Disconnect, GetStatus, Join, Leave, Push, Reconnect, Stop};

@@ -36,9 +36,16 @@ async fn a_half_open_link_is_detected_by_the_heartbeat_then_topics_are_rejoined(
     let server = demo_server().await;
     let config = config(&server).heartbeat(Duration::from_millis(100), Duration::from_millis(100));
     let (addr, mut events) = start(config);
-    addr.send(Join::new("room:hb", json!({}))).await.unwrap().unwrap();
-    server.silence_all(Some(Silence::Ignore)).await;
-    assert_eq!(events.disconnected().await, DisconnectReason::HeartbeatTimeout);
+    addr.send(Join::new("room:hb", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+    let socket = server.wait_for_join("room:hb", WAIT).await.unwrap();
+    server.silence(socket, Some(Silence::Ignore)).await.unwrap();
+    assert_eq!(
+        events.disconnected().await,
+        DisconnectReason::HeartbeatTimeout
+    );
     events.connected().await;
     events.joined("room:hb").await;
 }

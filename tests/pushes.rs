@@ -15,8 +15,15 @@ use serde_json::json;
 async fn push_gets_its_ok_reply() {
     let server = demo_server().await;
     let (addr, _events) = start(config(&server));
-    addr.send(Join::new("room:1", json!({}))).await.unwrap().unwrap();
-    let reply = addr.send(Push::new("room:1", "echo", json!({"msg": "hi", "n": 1}))).await.unwrap().unwrap();
+    addr.send(Join::new("room:1", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+    let reply = addr
+        .send(Push::new("room:1", "echo", json!({"msg": "hi", "n": 1})))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(reply.status, ReplyStatus::Ok);
     assert_eq!(reply.response, Payload::Json(json!({"msg": "hi", "n": 1})));
 }
@@ -25,11 +32,22 @@ async fn push_gets_its_ok_reply() {
 async fn push_gets_its_error_reply_and_a_bare_ok_reply() {
     let server = demo_server().await;
     let (addr, _events) = start(config(&server));
-    addr.send(Join::new("room:1", json!({}))).await.unwrap().unwrap();
-    let error = addr.send(Push::new("room:1", "error_reply", json!({"why": "asked"}))).await.unwrap().unwrap();
+    addr.send(Join::new("room:1", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+    let error = addr
+        .send(Push::new("room:1", "error_reply", json!({"why": "asked"})))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(error.status, ReplyStatus::Error);
     assert_eq!(error.response, Payload::Json(json!({"why": "asked"})));
-    let bare = addr.send(Push::new("room:1", "broadcast_from", json!({}))).await.unwrap().unwrap();
+    let bare = addr
+        .send(Push::new("room:1", "broadcast_from", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(bare.status, ReplyStatus::Ok);
     assert_eq!(bare.response, Payload::Json(json!({})));
 }
@@ -38,7 +56,10 @@ async fn push_gets_its_error_reply_and_a_bare_ok_reply() {
 async fn push_without_reply_times_out_and_its_waiter_is_released() {
     let server = demo_server().await;
     let (addr, _events) = start(config(&server));
-    addr.send(Join::new("room:1", json!({}))).await.unwrap().unwrap();
+    addr.send(Join::new("room:1", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
     let result = addr
         .send(Push::new("room:1", "noreply", json!({})).timeout(Duration::from_millis(200)))
         .await
@@ -53,7 +74,10 @@ async fn pushing_to_an_unjoined_topic_fails() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
     events.connected().await;
-    let result = addr.send(Push::new("room:nowhere", "echo", json!({}))).await.unwrap();
+    let result = addr
+        .send(Push::new("room:nowhere", "echo", json!({})))
+        .await
+        .unwrap();
     assert_eq!(result, Err(PushError::NotJoined));
 }
 
@@ -61,9 +85,15 @@ async fn pushing_to_an_unjoined_topic_fails() {
 async fn server_push_reaches_handle_message() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    addr.send(Join::new("room:1", json!({}))).await.unwrap().unwrap();
+    addr.send(Join::new("room:1", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
     addr.do_send(Push::new("room:1", "push_me", json!({"p": 42})));
-    assert_eq!(events.message("room:1", "pushed").await, Payload::Json(json!({"p": 42})));
+    assert_eq!(
+        events.message("room:1", "pushed").await,
+        Payload::Json(json!({"p": 42}))
+    );
 }
 
 #[actix_rt::test]
@@ -71,25 +101,58 @@ async fn broadcasts_reach_every_joined_client() {
     let server = demo_server().await;
     let (a, mut a_events) = start(config(&server));
     let (b, mut b_events) = start(config(&server));
-    a.send(Join::new("room:b", json!({}))).await.unwrap().unwrap();
-    b.send(Join::new("room:b", json!({}))).await.unwrap().unwrap();
-    a.send(Push::new("room:b", "broadcast", json!({"b": 1}))).await.unwrap().unwrap();
-    assert_eq!(a_events.message("room:b", "broadcast").await, Payload::Json(json!({"b": 1})));
-    assert_eq!(b_events.message("room:b", "broadcast").await, Payload::Json(json!({"b": 1})));
+    a.send(Join::new("room:b", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+    b.send(Join::new("room:b", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+    a.send(Push::new("room:b", "broadcast", json!({"b": 1})))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        a_events.message("room:b", "broadcast").await,
+        Payload::Json(json!({"b": 1}))
+    );
+    assert_eq!(
+        b_events.message("room:b", "broadcast").await,
+        Payload::Json(json!({"b": 1}))
+    );
     // A broadcast from outside, with a binary payload.
     let data = Bytes::from_static(&[0, 1, 2, 254, 255]);
-    assert_eq!(server.broadcast("room:b", "bin", Payload::Binary(data.clone())).await, 2);
-    assert_eq!(a_events.message("room:b", "bin").await, Payload::Binary(data.clone()));
-    assert_eq!(b_events.message("room:b", "bin").await, Payload::Binary(data));
+    assert_eq!(
+        server
+            .broadcast("room:b", "bin", Payload::Binary(data.clone()))
+            .await,
+        2
+    );
+    assert_eq!(
+        a_events.message("room:b", "bin").await,
+        Payload::Binary(data.clone())
+    );
+    assert_eq!(
+        b_events.message("room:b", "bin").await,
+        Payload::Binary(data)
+    );
 }
 
 #[actix_rt::test]
 async fn binary_push_gets_a_binary_reply_and_binary_server_pushes_arrive() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    addr.send(Join::new("room:1", json!({}))).await.unwrap().unwrap();
+    addr.send(Join::new("room:1", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
     let data = Bytes::from_static(&[1, 2, 3, 255]);
-    let reply = addr.send(Push::new("room:1", "echo", Payload::Binary(data.clone()))).await.unwrap().unwrap();
+    let reply = addr
+        .send(Push::new("room:1", "echo", Payload::Binary(data.clone())))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(reply.status, ReplyStatus::Ok);
     assert_eq!(reply.response, Payload::Binary(data));
     addr.do_send(Push::new("room:1", "push_binary", json!({})));
@@ -107,7 +170,9 @@ struct PushFromCallback(&'static str);
 impl Handler<PushFromCallback> for Client<Recorder> {
     type Result = Result<actix_slipstream::Ref, PushError>;
     fn handle(&mut self, msg: PushFromCallback, ctx: &mut Self::Context) -> Self::Result {
-        self.with_socket(ctx, |_user, socket| socket.push(msg.0, "echo", json!({"via": "socket"})))
+        self.with_socket(ctx, |_user, socket| {
+            socket.push(msg.0, "echo", json!({"via": "socket"}))
+        })
     }
 }
 
@@ -115,12 +180,21 @@ impl Handler<PushFromCallback> for Client<Recorder> {
 async fn socket_push_reply_reaches_handle_reply_with_its_ref() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    addr.send(Join::new("room:1", json!({}))).await.unwrap().unwrap();
-    let r = addr.send(PushFromCallback("room:1")).await.unwrap().unwrap();
+    addr.send(Join::new("room:1", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+    let r = addr
+        .send(PushFromCallback("room:1"))
+        .await
+        .unwrap()
+        .unwrap();
     let ev = events
         .wait_for("reply", |e| matches!(e, Ev::Reply(_, got, _) if *got == r))
         .await;
-    let Ev::Reply(topic, _, Ok(reply)) = ev else { panic!("{ev:?}") };
+    let Ev::Reply(topic, _, Ok(reply)) = ev else {
+        panic!("{ev:?}")
+    };
     assert_eq!(topic, "room:1");
     assert_eq!(reply.response, Payload::Json(json!({"via": "socket"})));
     assert_eq!(

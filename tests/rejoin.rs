@@ -4,7 +4,7 @@
 mod common;
 
 use actix_slipstream::testing::{Refusal, ServerEvent};
-use actix_slipstream::{Join, Payload, Push};
+use actix_slipstream::{DisconnectReason, Join, Payload, Push};
 use common::*;
 use serde_json::json;
 
@@ -14,14 +14,20 @@ async fn dynamically_joined_topics_come_back_after_the_server_drops_the_connecti
     let (addr, mut events) = start(config(&server));
     events.connected().await;
     for i in 0..5 {
-        addr.send(Join::new(format!("room:{i}"), json!({"i": i}))).await.unwrap().unwrap();
+        addr.send(Join::new(format!("room:{i}"), json!({"i": i})))
+            .await
+            .unwrap()
+            .unwrap();
     }
     let first = server.wait_for_sockets(1, WAIT).await.unwrap()[0];
     server.drop_all_connections();
     events.disconnected().await;
     events.connected().await;
     for i in 0..5 {
-        assert_eq!(events.joined(&format!("room:{i}")).await, Payload::Json(json!({"i": i})));
+        assert_eq!(
+            events.joined(&format!("room:{i}")).await,
+            Payload::Json(json!({"i": i}))
+        );
     }
     let socket = server
         .wait_for_state(WAIT, |s| {
@@ -31,41 +37,85 @@ async fn dynamically_joined_topics_come_back_after_the_server_drops_the_connecti
         })
         .await
         .unwrap();
-    assert!((0..5).all(|i| server.socket(socket).unwrap().is_joined(&format!("room:{i}"))));
+    assert!((0..5).all(|i| server
+        .socket(socket)
+        .unwrap()
+        .is_joined(&format!("room:{i}"))));
 }
 
-#[actix_rt::test]
-async fn a_server_restart_on_the_same_port_rejoins_all_100_topics() {
+async fn restart_rejoins_all_100_topics(kill: bool) {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
     for i in 0..100 {
         addr.do_send(Join::new(format!("room:{i}"), json!({})));
     }
-    server
-        .wait_for_state(WAIT, |s| s.sockets().any(|i| i.channels.len() == 100).then_some(()))
+    let first = server
+        .wait_for_state(WAIT, |s| {
+            s.sockets().find(|i| i.channels.len() == 100).map(|i| i.id)
+        })
         .await
         .unwrap();
     let port = server.port();
+    if kill {
+        server.kill().await.unwrap();
+    } else {
+        server.stop().await.unwrap();
+    }
+    let reason = events.disconnected().await;
+    if !kill {
+        assert!(
+            matches!(
+                reason,
+                DisconnectReason::ServerClosed {
+                    code: Some(1012),
+                    ..
+                }
+            ),
+            "{reason:?}"
+        );
+    }
     server.restart().await.unwrap();
     assert_eq!(server.port(), port);
-    events.disconnected().await;
     server
-        .wait_for_state(WAIT, |s| s.sockets().any(|i| i.channels.len() == 100).then_some(()))
+        .wait_for_state(WAIT, |s| {
+            s.sockets()
+                .any(|i| i.id != first && i.channels.len() == 100)
+                .then_some(())
+        })
         .await
         .expect("all 100 topics rejoined");
+}
+
+#[actix_rt::test]
+async fn a_graceful_server_restart_on_the_same_port_rejoins_all_100_topics() {
+    restart_rejoins_all_100_topics(false).await;
+}
+
+#[actix_rt::test]
+async fn a_killed_server_restarted_on_the_same_port_gets_all_100_topics_back() {
+    restart_rejoins_all_100_topics(true).await;
 }
 
 #[actix_rt::test]
 async fn pushes_buffered_across_a_disconnect_are_delivered_exactly_once() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    addr.send(Join::new("room:buf", json!({}))).await.unwrap().unwrap();
+    addr.send(Join::new("room:buf", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
     server.refuse_next(2, Refusal::Http(503));
     server.drop_all_connections();
     events.disconnected().await;
     // Disconnected, reconnects refused for a while: the push is buffered.
-    let reply = addr.send(Push::new("room:buf", "echo", json!({"once": true}))).await.unwrap();
-    assert_eq!(reply.unwrap().response, Payload::Json(json!({"once": true})));
+    let reply = addr
+        .send(Push::new("room:buf", "echo", json!({"once": true})))
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.unwrap().response,
+        Payload::Json(json!({"once": true}))
+    );
     let sent = server
         .events()
         .iter()

@@ -16,8 +16,14 @@ async fn a_supervisor_restart_keeps_the_topics_reconnects_and_rejoins() {
     let config = config(&server);
     let addr = Supervisor::start(move |_| Client::new(Recorder { tx }, config));
     let mut events = common::Events::from_receiver(rx);
-    addr.send(Join::new("room:a", json!({}))).await.unwrap().unwrap();
-    addr.send(Join::new("room:b", json!({}))).await.unwrap().unwrap();
+    addr.send(Join::new("room:a", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+    addr.send(Join::new("room:b", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
     let first = server.wait_for_sockets(1, WAIT).await.unwrap()[0];
     addr.do_send(Stop);
     events.disconnected().await;
@@ -25,7 +31,11 @@ async fn a_supervisor_restart_keeps_the_topics_reconnects_and_rejoins() {
     events.joined("room:a").await;
     events.joined("room:b").await;
     let second = server
-        .wait_for_state(WAIT, |s| s.sockets().find(|i| i.id != first && i.channels.len() == 2).map(|i| i.id))
+        .wait_for_state(WAIT, |s| {
+            s.sockets()
+                .find(|i| i.id != first && i.channels.len() == 2)
+                .map(|i| i.id)
+        })
         .await
         .unwrap();
     assert_ne!(first, second);

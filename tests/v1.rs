@@ -12,18 +12,38 @@ use serde_json::json;
 async fn v1_join_push_server_push_crash_and_rejoin() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server).serializer(Serializer::V1));
-    let joined = addr.send(Join::new("room:v1", json!({"hello": "world"}))).await.unwrap();
+    let joined = addr
+        .send(Join::new("room:v1", json!({"hello": "world"})))
+        .await
+        .unwrap();
     assert_eq!(joined, Ok(Payload::Json(json!({"hello": "world"}))));
     let socket = server.wait_for_join("room:v1", WAIT).await.unwrap();
     assert_eq!(server.socket(socket).unwrap().vsn, Serializer::V1);
-    let reply = addr.send(Push::new("room:v1", "echo", json!({"msg": "hi"}))).await.unwrap().unwrap();
+    let reply = addr
+        .send(Push::new("room:v1", "echo", json!({"msg": "hi"})))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(reply.response, Payload::Json(json!({"msg": "hi"})));
     addr.do_send(Push::new("room:v1", "push_me", json!({"p": 1})));
-    assert_eq!(events.message("room:v1", "pushed").await, Payload::Json(json!({"p": 1})));
+    assert_eq!(
+        events.message("room:v1", "pushed").await,
+        Payload::Json(json!({"p": 1}))
+    );
     addr.do_send(Push::new("room:v1", "crash", json!({})));
-    assert!(matches!(events.topic_closed("room:v1").await, TopicCloseReason::Crashed(_)));
+    assert!(matches!(
+        events.topic_closed("room:v1").await,
+        TopicCloseReason::Crashed(_)
+    ));
     events.joined("room:v1").await;
     // Binary payloads are a V2 feature.
-    let binary = addr.send(Push::new("room:v1", "echo", Payload::Binary(Bytes::from_static(b"x")))).await.unwrap();
+    let binary = addr
+        .send(Push::new(
+            "room:v1",
+            "echo",
+            Payload::Binary(Bytes::from_static(b"x")),
+        ))
+        .await
+        .unwrap();
     assert!(matches!(binary, Err(PushError::Encode(_))));
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use actix::{Actor, Addr};
 use actix_slipstream::testing::TestServer;
 use actix_slipstream::{
-    AfterDisconnect, AfterTopicClose, Backoff, Client, Config, DisconnectReason, Event, Payload, PushError, Ref,
-    Reply, SlipstreamActor, Socket, Topic, TopicCloseReason,
+    AfterDisconnect, AfterTopicClose, Backoff, Client, Config, DisconnectReason, Event, Payload,
+    PushError, Ref, Reply, SlipstreamActor, Socket, Topic, TopicCloseReason,
 };
 use tokio::sync::mpsc;
 
@@ -44,24 +44,36 @@ impl SlipstreamActor for Recorder {
         socket.rejoin_registered();
     }
 
-    fn handle_disconnect(&mut self, reason: &DisconnectReason, _socket: &mut Socket<'_, Self>) -> AfterDisconnect {
+    fn handle_disconnect(
+        &mut self,
+        reason: &DisconnectReason,
+        _socket: &mut Socket<'_, Self>,
+    ) -> AfterDisconnect {
         self.record(Ev::Disconnected(reason.clone()));
-        if reason.is_requested() {
-            AfterDisconnect::StayDisconnected
-        } else {
-            AfterDisconnect::Reconnect
-        }
+        actix_slipstream::default_after_disconnect(reason)
     }
 
     fn handle_join(&mut self, topic: &Topic, response: &Payload, _socket: &mut Socket<'_, Self>) {
         self.record(Ev::Joined(topic.to_string(), response.clone()));
     }
 
-    fn handle_message(&mut self, topic: &Topic, event: &Event, payload: Payload, _socket: &mut Socket<'_, Self>) {
+    fn handle_message(
+        &mut self,
+        topic: &Topic,
+        event: &Event,
+        payload: Payload,
+        _socket: &mut Socket<'_, Self>,
+    ) {
         self.record(Ev::Message(topic.to_string(), event.to_string(), payload));
     }
 
-    fn handle_reply(&mut self, topic: &Topic, reference: &Ref, result: Result<Reply, PushError>, _: &mut Socket<'_, Self>) {
+    fn handle_reply(
+        &mut self,
+        topic: &Topic,
+        reference: &Ref,
+        result: Result<Reply, PushError>,
+        _: &mut Socket<'_, Self>,
+    ) {
         self.record(Ev::Reply(topic.to_string(), reference.clone(), result));
     }
 
@@ -99,25 +111,38 @@ impl Events {
                         return ev;
                     }
                 }
-                Ok(None) => panic!("client stopped while waiting for {what}; seen: {:#?}", self.seen),
+                Ok(None) => panic!(
+                    "client stopped while waiting for {what}; seen: {:#?}",
+                    self.seen
+                ),
                 Err(_) => panic!("timed out waiting for {what}; seen: {:#?}", self.seen),
             }
         }
     }
 
     pub async fn connected(&mut self) {
-        self.wait_for("connected", |e| matches!(e, Ev::Connected)).await;
+        self.wait_for("connected", |e| matches!(e, Ev::Connected))
+            .await;
     }
 
     pub async fn disconnected(&mut self) -> DisconnectReason {
-        match self.wait_for("disconnected", |e| matches!(e, Ev::Disconnected(_))).await {
+        match self
+            .wait_for("disconnected", |e| matches!(e, Ev::Disconnected(_)))
+            .await
+        {
             Ev::Disconnected(r) => r,
             _ => unreachable!(),
         }
     }
 
     pub async fn joined(&mut self, topic: &str) -> Payload {
-        match self.wait_for(&format!("joined {topic}"), |e| matches!(e, Ev::Joined(t, _) if t == topic)).await {
+        match self
+            .wait_for(
+                &format!("joined {topic}"),
+                |e| matches!(e, Ev::Joined(t, _) if t == topic),
+            )
+            .await
+        {
             Ev::Joined(_, p) => p,
             _ => unreachable!(),
         }
@@ -125,7 +150,10 @@ impl Events {
 
     pub async fn topic_closed(&mut self, topic: &str) -> TopicCloseReason {
         match self
-            .wait_for(&format!("topic closed {topic}"), |e| matches!(e, Ev::TopicClosed(t, _) if t == topic))
+            .wait_for(
+                &format!("topic closed {topic}"),
+                |e| matches!(e, Ev::TopicClosed(t, _) if t == topic),
+            )
             .await
         {
             Ev::TopicClosed(_, r) => r,
@@ -134,14 +162,19 @@ impl Events {
     }
 
     pub async fn left(&mut self, topic: &str) {
-        self.wait_for(&format!("left {topic}"), |e| matches!(e, Ev::Left(t) if t == topic)).await;
+        self.wait_for(
+            &format!("left {topic}"),
+            |e| matches!(e, Ev::Left(t) if t == topic),
+        )
+        .await;
     }
 
     pub async fn message(&mut self, topic: &str, event: &str) -> Payload {
         match self
-            .wait_for(&format!("message {event} on {topic}"), |e| {
-                matches!(e, Ev::Message(t, ev, _) if t == topic && ev == event)
-            })
+            .wait_for(
+                &format!("message {event} on {topic}"),
+                |e| matches!(e, Ev::Message(t, ev, _) if t == topic && ev == event),
+            )
             .await
         {
             Ev::Message(_, _, p) => p,
@@ -178,18 +211,30 @@ pub fn config(server: &TestServer) -> Config {
 pub fn start(config: Config) -> (Addr<Client<Recorder>>, Events) {
     let (tx, rx) = mpsc::channel(100_000);
     let addr = Client::new(Recorder { tx }, config).start();
-    (addr, Events { rx, seen: Vec::new() })
+    (
+        addr,
+        Events {
+            rx,
+            seen: Vec::new(),
+        },
+    )
 }
 
 /// Starts the demo server, like the recorded Phoenix server.
 pub async fn demo_server() -> TestServer {
     let _ = env_logger::builder().is_test(true).try_init();
-    TestServer::phoenix_demo().start().await.expect("test server starts")
+    TestServer::phoenix_demo()
+        .start()
+        .await
+        .expect("test server starts")
 }
 
 impl Events {
     /// Wraps a receiver fed by a `Recorder` built by hand (e.g. under a supervisor).
     pub fn from_receiver(rx: mpsc::Receiver<Ev>) -> Self {
-        Events { rx, seen: Vec::new() }
+        Events {
+            rx,
+            seen: Vec::new(),
+        }
     }
 }
