@@ -439,6 +439,11 @@ impl Message {
     }
 
     /// Splits a `phx_reply` message into its reply without copying the payload.
+    ///
+    /// Any other message is handed back unchanged as the `Err` value.
+    // The Err variant is the caller's own message given back (as `Rc::try_unwrap` does), not an
+    // error to propagate: boxing it would cost an allocation on every non-reply frame.
+    #[allow(clippy::result_large_err)]
     pub fn into_reply(self) -> Result<Reply, Message> {
         match self.event {
             Event::Reply(status) => Ok(Reply {
