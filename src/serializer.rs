@@ -125,10 +125,14 @@ impl Serializer {
         match (self, &msg.payload) {
             (Serializer::V2, Payload::Json(payload)) => v2_text(msg, payload),
             (Serializer::V2, Payload::Binary(data)) => {
+                let event = msg.event.as_str();
+                if event == "phx_reply" {
+                    // A client push frame has no status; the decoder would refuse it.
+                    return Err(EncodeError::Unsupported("a client does not send phx_reply"));
+                }
                 let jr = ref_str(&msg.join_ref);
                 let r = ref_str(&msg.reference);
                 let topic = msg.topic.as_str();
-                let event = msg.event.as_str();
                 let mut buf = BytesMut::with_capacity(
                     5 + jr.len() + r.len() + topic.len() + event.len() + data.len(),
                 );
@@ -164,12 +168,8 @@ impl Serializer {
     pub fn decode_server_text(&self, text: &[u8]) -> Result<Message, DecodeError> {
         match self {
             Serializer::V2 => decode_v2_text(text),
-            Serializer::V1 => {
-                let m: V1In = serde_json::from_slice(text).map_err(DecodeError::json)?;
-                // V1 server frames carry no join_ref; ignore one if a server sends it anyway
-                // only when it is not a string (serde already rejected that), keep it otherwise.
-                build(m.join_ref, m.reference, m.topic, m.event, m.payload)
-            }
+            // V1 server frames carry no join_ref; one a server sends anyway is kept.
+            Serializer::V1 => decode_v1_text(text),
         }
     }
 
@@ -268,6 +268,11 @@ impl Serializer {
                             buf.put_slice(s.as_bytes());
                         }
                     }
+                    Event::Custom(name) if name == "phx_reply" => {
+                        return Err(EncodeError::Unsupported(
+                            "a phx_reply needs a status: use Event::Reply",
+                        ));
+                    }
                     event if msg.join_ref.is_none() && msg.reference.is_none() => {
                         let event = event.as_str();
                         buf.put_u8(KIND_BROADCAST);
@@ -322,10 +327,7 @@ impl Serializer {
     pub fn decode_client_text(&self, text: &[u8]) -> Result<Message, DecodeError> {
         match self {
             Serializer::V2 => decode_v2_text(text),
-            Serializer::V1 => {
-                let m: V1In = serde_json::from_slice(text).map_err(DecodeError::json)?;
-                build(m.join_ref, m.reference, m.topic, m.event, m.payload)
-            }
+            Serializer::V1 => decode_v1_text(text),
         }
     }
 
@@ -411,6 +413,20 @@ fn v2_text(msg: &Message, payload: &Value) -> Result<Frame, EncodeError> {
         event => serde_json::to_string(&(jr, r, msg.topic.as_str(), event.as_str(), payload))?,
     };
     Ok(Frame::Text(text))
+}
+
+fn decode_v1_text(text: &[u8]) -> Result<Message, DecodeError> {
+    // serde reads a struct from a JSON array too (fields by position); a V1 frame is an object.
+    let first = text
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(DecodeError::InvalidJson(
+            "a V1 frame must be a JSON object".into(),
+        ));
+    }
+    let m: V1In = serde_json::from_slice(text).map_err(DecodeError::json)?;
+    build(m.join_ref, m.reference, m.topic, m.event, m.payload)
 }
 
 fn decode_v2_text(text: &[u8]) -> Result<Message, DecodeError> {
@@ -580,6 +596,59 @@ mod tests {
             frame,
             Frame::Text(r#"{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"1"}"#.into())
         );
+    }
+
+    #[test]
+    fn v1_decoder_refuses_a_json_array() {
+        // serde would read it positionally as topic, event, payload, ref, join_ref.
+        for text in [&br#"["t","e",{},"1","1"]"#[..], br#" ["t","e"]"#] {
+            for decoded in [
+                Serializer::V1.decode_server_text(text),
+                Serializer::V1.decode_client_text(text),
+            ] {
+                assert!(matches!(decoded, Err(DecodeError::InvalidJson(_))));
+            }
+        }
+        let object = br#" {"topic":"t","event":"e","payload":{},"ref":"1"}"#;
+        assert!(Serializer::V1.decode_server_text(object).is_ok());
+    }
+
+    #[test]
+    fn floats_decode_to_the_exact_value_the_sender_wrote() {
+        // The shortest representation of this f64; a non-exact parser lands one ULP away.
+        let sent = 3.993_784_110_568_700_6e232_f64;
+        let msg = Serializer::V2
+            .decode_server_text(br#"[null,null,"t","e",3.9937841105687006e+232]"#)
+            .unwrap();
+        let got = msg.payload.as_json().and_then(Value::as_f64).unwrap();
+        assert_eq!(got.to_bits(), sent.to_bits());
+    }
+
+    #[test]
+    fn binary_phx_reply_without_a_status_is_an_encode_error_not_an_undecodable_frame() {
+        let reply = Message::new(
+            Some("1".into()),
+            Some("2".into()),
+            "t",
+            Event::Reply(ReplyStatus::Ok),
+            Payload::from(vec![1u8]),
+        );
+        assert!(matches!(
+            Serializer::V2.encode_client(&reply),
+            Err(EncodeError::Unsupported(_))
+        ));
+        let custom = Message {
+            event: Event::Custom("phx_reply".into()),
+            ..reply
+        };
+        assert!(matches!(
+            Serializer::V2.encode_client(&custom),
+            Err(EncodeError::Unsupported(_))
+        ));
+        assert!(matches!(
+            Serializer::V2.encode_server(&custom),
+            Err(EncodeError::Unsupported(_))
+        ));
     }
 
     #[test]
