@@ -73,6 +73,8 @@ pub struct Client<A: SlipstreamActor> {
     timer: Option<(Instant, SpawnHandle)>,
     http: Option<awc::Client>,
     stopping: bool,
+    /// Stop the actix System when the actor stops (set by [`Client::spawn`]).
+    stop_system: bool,
 }
 
 /// The current connection's I/O handles.
@@ -96,7 +98,36 @@ impl<A: SlipstreamActor> Client<A> {
             timer: None,
             http: None,
             stopping: false,
+            stop_system: false,
         }
+    }
+
+    /// Starts the client on a new thread with its own actix System, for programs
+    /// that do not run actix themselves (a plain `#[tokio::main]`, or no async
+    /// runtime at all). awc's websocket is not `Send`, so the connection must live on
+    /// an actix thread; the returned [`Addr`] is `Send` and its `send` futures can be
+    /// awaited from any runtime. The thread ends when the actor stops.
+    ///
+    /// # Errors
+    /// The thread could not be spawned, or the actor did not start.
+    pub fn spawn(user: A, config: Config) -> std::io::Result<Addr<Self>>
+    where
+        A: Send,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("actix-slipstream".into())
+            .spawn(move || {
+                let system = actix_rt::System::new();
+                system.block_on(async move {
+                    let mut client = Client::new(user, config);
+                    client.stop_system = true;
+                    let _ = tx.send(client.start());
+                });
+                let _ = system.run();
+            })?;
+        rx.recv_timeout(Duration::from_secs(10))
+            .map_err(|e| std::io::Error::other(format!("client thread did not start: {e}")))
     }
 
     /// Your actor.
@@ -631,6 +662,9 @@ impl<A: SlipstreamActor> Actor for Client<A> {
         self.closing.clear();
         self.timer = None;
         self.user.terminate();
+        if self.stop_system {
+            actix_rt::System::current().stop();
+        }
     }
 }
 

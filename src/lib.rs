@@ -49,3 +49,8 @@ pub use state::{
     AfterDisconnect, AfterTopicClose, ConnectError, ConnectionStatus, DisconnectReason, Status,
     TopicState,
 };
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
