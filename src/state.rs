@@ -1,7 +1,7 @@
 //! The connection and channel state machine. No I/O happens here.
 //!
 //! [`State`] takes inputs (user commands, connection events, decoded frames and the
-//! current time) and queues [`Effect`]s: frames to send, connections to open or
+//! current time) and queues effects: frames to send, connections to open or
 //! close, and callbacks to run. The actix actor in [`crate::client`] only wires these
 //! to the websocket, one timer, and the user's [`SlipstreamActor`](crate::SlipstreamActor).
 //! Every timeout lives in one ordered timer map here, so the actor needs a single
