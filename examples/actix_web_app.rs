@@ -24,7 +24,7 @@ type Phoenix = web::Data<Addr<Client<Relay>>>;
 async fn join(client: Phoenix, topic: web::Path<String>) -> HttpResponse {
     match client.send(Join::new(topic.into_inner(), json!({}))).await {
         Ok(Ok(response)) => {
-            HttpResponse::Ok().json(json!({"joined": true, "response": format!("{response:?}")}))
+            HttpResponse::Ok().json(json!({"joined": true, "response": response.as_json()}))
         }
         Ok(Err(e)) => HttpResponse::BadGateway().json(json!({"error": e.to_string()})),
         Err(e) => HttpResponse::ServiceUnavailable().json(json!({"error": e.to_string()})),
