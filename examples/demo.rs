@@ -170,16 +170,29 @@ async fn run() -> Result<(), String> {
 
     let status = client.send(GetStatus).await.map_err(|e| e.to_string())?;
     say(format!(
-        "status: {}; {} connects, {} disconnects, {} rejoins",
-        status.connection, status.connects, status.disconnects, status.rejoins
+        "status: {}; {} connects, {} disconnects {:?}, {} rejoins",
+        status.connection,
+        status.connects,
+        status.disconnects,
+        status.disconnects_by_reason,
+        status.rejoins
+    ));
+    say(format!(
+        "traffic: {} frames / {} bytes in, {} frames / {} bytes out; {} replies pending, {} pushes buffered",
+        status.traffic.frames_in,
+        status.traffic.bytes_in,
+        status.traffic.frames_out,
+        status.traffic.bytes_out,
+        status.pending_replies,
+        status.buffered_pushes
     ));
     for t in &status.topics {
-        say(format!(
-            "  {} {} (join_ref {:?})",
-            t.topic,
-            t.status,
-            t.join_ref.as_ref().map(|r| r.to_string())
-        ));
+        let join_ref = t
+            .join_ref
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        say(format!("  {} {} (join_ref {join_ref})", t.topic, t.status));
     }
 
     client.send(Disconnect).await.map_err(|e| e.to_string())?;

@@ -83,16 +83,7 @@ pub trait SlipstreamActor: Sized + Unpin + 'static {
         reason: &DisconnectReason,
         _socket: &mut Socket<'_, Self>,
     ) -> AfterDisconnect {
-        match reason {
-            DisconnectReason::Requested | DisconnectReason::Stopped => {
-                AfterDisconnect::StayDisconnected
-            }
-            DisconnectReason::ConnectFailed(crate::state::ConnectError::Config(e)) => {
-                log::error!("not reconnecting: invalid configuration: {e}");
-                AfterDisconnect::StayDisconnected
-            }
-            _ => AfterDisconnect::Reconnect,
-        }
+        default_after_disconnect(reason)
     }
 
     /// Runs when a join succeeds, with the channel's join response.
@@ -111,7 +102,7 @@ pub trait SlipstreamActor: Sized + Unpin + 'static {
         _payload: Payload,
         _socket: &mut Socket<'_, Self>,
     ) {
-        log::debug!("unhandled message {event} on {topic}");
+        log::debug!(target: crate::logging::CHANNEL, "unhandled message {event} on {topic}");
     }
 
     /// Runs with the outcome of each push made with [`Socket::push`]: the reply, or
@@ -127,7 +118,7 @@ pub trait SlipstreamActor: Sized + Unpin + 'static {
         _socket: &mut Socket<'_, Self>,
     ) {
         if let Err(e) = result {
-            log::debug!("push {reference} on {topic} failed: {e}");
+            log::debug!(target: crate::logging::PUSH, "push {reference} on {topic} failed: {e}");
         }
     }
 
@@ -167,7 +158,7 @@ pub fn default_after_disconnect(reason: &DisconnectReason) -> AfterDisconnect {
             AfterDisconnect::StayDisconnected
         }
         DisconnectReason::ConnectFailed(crate::state::ConnectError::Config(e)) => {
-            log::error!("not reconnecting: invalid configuration: {e}");
+            log::error!(target: crate::logging::CONNECTION, "not reconnecting: invalid configuration: {e}");
             AfterDisconnect::StayDisconnected
         }
         _ => AfterDisconnect::Reconnect,

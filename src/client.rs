@@ -18,12 +18,15 @@ use futures_util::stream::{self, SplitSink};
 use futures_util::{SinkExt, StreamExt};
 use log::{debug, error, warn};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use std::collections::HashMap;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::actor::SlipstreamActor;
 use crate::channel::ReplyTo;
 use crate::config::Config;
 use crate::error::{ConfigError, JoinError, PushError};
+use crate::handle::{Subscribe, Subscription, TopicMessage};
 use crate::message::{Event, Message, Payload, Reply, Topic};
 use crate::serializer::Frame;
 use crate::socket::Socket;
@@ -70,6 +73,8 @@ pub struct Client<A: SlipstreamActor> {
     io: Option<Io>,
     /// Connections closed by the client, waiting for the server's close frame.
     closing: Vec<(Io, SpawnHandle)>,
+    /// Subscribers of each topic's messages.
+    subscribers: HashMap<Topic, broadcast::Sender<TopicMessage>>,
     timer: Option<(Instant, SpawnHandle)>,
     http: Option<awc::Client>,
     stopping: bool,
@@ -95,6 +100,7 @@ impl<A: SlipstreamActor> Client<A> {
             state: State::new(config),
             io: None,
             closing: Vec::new(),
+            subscribers: HashMap::new(),
             timer: None,
             http: None,
             stopping: false,
@@ -210,9 +216,21 @@ impl<A: SlipstreamActor> Client<A> {
                 topic,
                 event,
                 payload,
-            } => self
-                .user
-                .handle_message(&topic, &event, payload, &mut socket),
+            } => {
+                if let Some(tx) = self.subscribers.get(&topic) {
+                    if tx.receiver_count() == 0 {
+                        self.subscribers.remove(&topic);
+                    } else {
+                        let _ = tx.send(TopicMessage {
+                            topic: topic.clone(),
+                            event: event.clone(),
+                            payload: payload.clone(),
+                        });
+                    }
+                }
+                self.user
+                    .handle_message(&topic, &event, payload, &mut socket)
+            }
             Callback::Reply {
                 topic,
                 reference,
@@ -419,16 +437,22 @@ impl<A: SlipstreamActor> Client<A> {
         let frame = match self.state.config().serializer.encode_client(&msg) {
             Ok(f) => f,
             Err(e) => {
-                error!("could not encode {} on {}: {e}", msg.event, msg.topic);
+                error!(target: crate::logging::PUSH, "could not encode {} on {}: {e}", msg.event, msg.topic);
                 if let (Some(r), Event::Custom(_)) = (&msg.reference, &msg.event) {
                     self.state.send_failed(r, PushError::Encode(e));
                 }
                 return;
             }
         };
-        let ws_msg = match frame {
-            Frame::Text(s) => ws::Message::Text(s.into()),
-            Frame::Binary(b) => ws::Message::Binary(b),
+        let (ws_msg, len) = match frame {
+            Frame::Text(s) => {
+                let len = s.len();
+                (ws::Message::Text(s.into()), len)
+            }
+            Frame::Binary(b) => {
+                let len = b.len();
+                (ws::Message::Binary(b), len)
+            }
         };
         let Some(io) = self.io.as_ref() else {
             if let (Some(r), Event::Custom(_)) = (&msg.reference, &msg.event) {
@@ -439,10 +463,10 @@ impl<A: SlipstreamActor> Client<A> {
         let gen = io.gen;
         let Some(tx) = io.writer.as_ref() else { return };
         match tx.try_send(ws_msg) {
-            Ok(()) => {}
+            Ok(()) => self.state.count_out(len),
             Err(mpsc::error::TrySendError::Full(_)) => match (&msg.reference, &msg.event) {
                 (Some(r), Event::Custom(_)) => {
-                    warn!("send buffer full: push {r} on {} failed", msg.topic);
+                    warn!(target: crate::logging::PUSH, "send buffer full: push {r} on {} failed", msg.topic);
                     self.state.send_failed(r, PushError::BufferFull);
                 }
                 _ => {
@@ -465,12 +489,24 @@ impl<A: SlipstreamActor> Client<A> {
         let serializer = self.state.config().serializer;
         let max = self.state.config().max_frame_size;
         let decoded = match frame {
-            ws::Frame::Text(b) => serializer.decode_server_text(&b),
-            ws::Frame::Binary(b) => serializer.decode_server_binary(&b),
+            ws::Frame::Text(b) => {
+                self.state.count_in(b.len());
+                serializer.decode_server_text(&b)
+            }
+            ws::Frame::Binary(b) => {
+                self.state.count_in(b.len());
+                serializer.decode_server_binary(&b)
+            }
             ws::Frame::Continuation(item) => match self.reassemble(item, max) {
                 Ok(None) => return,
-                Ok(Some((true, b))) => serializer.decode_server_text(&b),
-                Ok(Some((false, b))) => serializer.decode_server_binary(&b),
+                Ok(Some((true, b))) => {
+                    self.state.count_in(b.len());
+                    serializer.decode_server_text(&b)
+                }
+                Ok(Some((false, b))) => {
+                    self.state.count_in(b.len());
+                    serializer.decode_server_binary(&b)
+                }
                 Err(e) => {
                     return self.connection_failed(gen, DisconnectReason::Protocol(e.into()), ctx)
                 }
@@ -498,7 +534,7 @@ impl<A: SlipstreamActor> Client<A> {
                 self.drain(ctx);
             }
             Err(e) => {
-                warn!("undecodable frame from the server: {e}");
+                warn!(target: crate::logging::WIRE, "undecodable frame from the server: {e}");
                 self.connection_failed(gen, DisconnectReason::InvalidFrame(e), ctx);
             }
         }
@@ -670,7 +706,7 @@ impl<A: SlipstreamActor> Actor for Client<A> {
 
 impl<A: SlipstreamActor> Supervised for Client<A> {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        debug!("restarting: the topic registry is kept");
+        debug!(target: crate::logging::CONNECTION, "restarting: the topic registry is kept");
         self.io = None;
         self.closing.clear();
         self.timer = None;
@@ -862,5 +898,16 @@ impl<A: SlipstreamActor> Handler<Stop> for Client<A> {
     type Result = ();
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+impl<A: SlipstreamActor> Handler<Subscribe> for Client<A> {
+    type Result = MessageResult<Subscribe>;
+    fn handle(&mut self, msg: Subscribe, _ctx: &mut Context<Self>) -> Self::Result {
+        let tx = self
+            .subscribers
+            .entry(msg.topic)
+            .or_insert_with(|| broadcast::channel(msg.capacity.max(1)).0);
+        MessageResult(Subscription::new(tx.subscribe()))
     }
 }

@@ -22,7 +22,9 @@ pub mod channel;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod handle;
 mod heartbeat;
+pub mod logging;
 pub mod message;
 pub mod registry;
 pub mod serializer;
@@ -41,13 +43,14 @@ pub use channel::{TopicCloseReason, TopicStatus};
 pub use client::{Client, Disconnect, GetStatus, Join, Leave, Push, Reconnect, Stop};
 pub use config::{Config, ConnectParams, RetryPolicy, TlsConfig};
 pub use error::{ConfigError, DecodeError, EncodeError, JoinError, PushError};
+pub use handle::{ClientExt, Lagged, Subscribe, Subscription, TopicMessage};
 pub use message::{Event, Message, Payload, Ref, Reply, ReplyStatus, Topic};
 pub use registry::TopicRegistry;
 pub use serializer::{Frame, Serializer};
 pub use socket::Socket;
 pub use state::{
     AfterDisconnect, AfterTopicClose, ConnectError, ConnectionStatus, DisconnectReason, Status,
-    TopicState,
+    TopicState, Traffic,
 };
 
 /// The README's examples, compiled as doctests.

@@ -57,6 +57,23 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
+    /// A short, stable name for the kind of reason (`"heartbeat_timeout"`,
+    /// `"server_closed"`...), used as the key of [`Status::disconnects_by_reason`].
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DisconnectReason::Requested => "requested",
+            DisconnectReason::ReconnectRequested => "reconnect_requested",
+            DisconnectReason::Stopped => "stopped",
+            DisconnectReason::ConnectFailed(_) => "connect_failed",
+            DisconnectReason::ServerClosed { .. } => "server_closed",
+            DisconnectReason::ConnectionLost(_) => "connection_lost",
+            DisconnectReason::HeartbeatTimeout => "heartbeat_timeout",
+            DisconnectReason::WriteFailed(_) => "write_failed",
+            DisconnectReason::InvalidFrame(_) => "invalid_frame",
+            DisconnectReason::Protocol(_) => "protocol_error",
+        }
+    }
+
     /// Whether the user asked for this disconnect.
     pub fn is_requested(&self) -> bool {
         matches!(
@@ -156,10 +173,16 @@ pub struct Status {
     pub topics: Vec<TopicState>,
     /// Pushes sent and awaiting a reply.
     pub pending_replies: usize,
+    /// Pushes buffered until their topic is joined, over all topics.
+    pub buffered_pushes: usize,
     /// Successful connects since the client started.
     pub connects: u64,
-    /// Disconnects since the client started.
+    /// Disconnects (and failed connects) since the client started.
     pub disconnects: u64,
+    /// The disconnects counted by [`DisconnectReason::kind`].
+    pub disconnects_by_reason: BTreeMap<&'static str, u64>,
+    /// Websocket frames and bytes in and out.
+    pub traffic: Traffic,
     /// Joins sent again after a reconnect or a channel crash.
     pub rejoins: u64,
     /// The last heartbeat round trip.
@@ -173,6 +196,19 @@ impl Status {
     pub fn topic(&self, topic: &str) -> Option<&TopicState> {
         self.topics.iter().find(|t| t.topic == topic)
     }
+}
+
+/// Websocket data frames and their bytes, counted since the client started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Text and binary frames received.
+    pub frames_in: u64,
+    /// Bytes of the frames received (payloads, without websocket headers).
+    pub bytes_in: u64,
+    /// Text and binary frames sent.
+    pub frames_out: u64,
+    /// Bytes of the frames sent (payloads, without websocket headers).
+    pub bytes_out: u64,
 }
 
 /// What the state machine wants done.
@@ -283,7 +319,9 @@ pub struct State {
     out: VecDeque<Effect>,
     connects: u64,
     disconnects: u64,
+    disconnects_by_reason: BTreeMap<&'static str, u64>,
     rejoins: u64,
+    traffic: Traffic,
 }
 
 impl State {
@@ -307,7 +345,9 @@ impl State {
             out: VecDeque::new(),
             connects: 0,
             disconnects: 0,
+            disconnects_by_reason: BTreeMap::new(),
             rejoins: 0,
+            traffic: Traffic::default(),
         }
     }
 
@@ -376,7 +416,7 @@ impl State {
     fn start_connect(&mut self) {
         self.gen += 1;
         self.conn = Conn::Connecting { gen: self.gen };
-        info!(
+        info!(target: crate::logging::CONNECTION,
             "connecting to {} (attempt {})",
             crate::config::redact_url(&self.config.url),
             self.reconnect.attempt() + 1
@@ -394,7 +434,7 @@ impl State {
             healthy: false,
         };
         self.connects += 1;
-        info!("connected (generation {gen})");
+        info!(target: crate::logging::CONNECTION, "connected (generation {gen})");
         if !self.config.heartbeat_interval.is_zero() {
             let key = self.schedule(now + self.config.heartbeat_interval, Timer::HeartbeatTick);
             self.heartbeat_tick = Some(key);
@@ -469,10 +509,11 @@ impl State {
     fn lost(&mut self, reason: DisconnectReason, _now: Instant) {
         self.conn = Conn::Disconnected;
         self.disconnects += 1;
+        *self.disconnects_by_reason.entry(reason.kind()).or_default() += 1;
         if reason.is_requested() {
-            info!("disconnected: {reason}");
+            info!(target: crate::logging::CONNECTION, "disconnected: {reason}");
         } else {
-            warn!("disconnected: {reason}");
+            warn!(target: crate::logging::CONNECTION, "disconnected: {reason}");
         }
         self.heartbeat.reset();
         for key in [self.heartbeat_tick.take(), self.heartbeat_timeout.take()]
@@ -519,7 +560,7 @@ impl State {
         }
         if decision == AfterDisconnect::Reconnect {
             let delay = self.reconnect.next_delay();
-            info!(
+            info!(target: crate::logging::CONNECTION,
                 "reconnecting in {} ms (attempt {})",
                 delay.as_millis(),
                 self.reconnect.attempt()
@@ -566,7 +607,7 @@ impl State {
                 if timer != key {
                     return;
                 }
-                warn!("join of {topic} timed out (join_ref {join_ref}); leaving and retrying per policy");
+                warn!(target: crate::logging::CHANNEL, "join of {topic} timed out (join_ref {join_ref}); leaving and retrying per policy");
                 ch.state = ChannelState::Waiting { explicit: false };
                 ch.resolve_waiters(&Err(JoinError::Timeout));
                 let leave_ref = self.next_ref();
@@ -588,7 +629,7 @@ impl State {
                     Some(ChannelState::Leaving { timer, .. }) if timer == key
                 );
                 if matches {
-                    debug!("leave of {topic} not confirmed in time; considered left");
+                    debug!(target: crate::logging::CHANNEL, "leave of {topic} not confirmed in time; considered left");
                     self.finish_leave(&topic);
                 }
             }
@@ -651,7 +692,7 @@ impl State {
     }
 
     fn heartbeat_failed(&mut self, now: Instant) {
-        warn!(
+        warn!(target: crate::logging::HEARTBEAT,
             "heartbeat {} unanswered; closing the connection",
             self.heartbeat.pending.map(|(r, _)| r).unwrap_or_default()
         );
@@ -715,7 +756,7 @@ impl State {
         }
         match ch.state {
             ChannelState::Joining { .. } | ChannelState::Joined { .. } => {
-                debug!("{topic} already joined or joining; no new phx_join sent");
+                debug!(target: crate::logging::CHANNEL, "{topic} already joined or joining; no new phx_join sent");
             }
             ChannelState::Leaving { .. } => ch.rejoin_after_leave = true,
             ChannelState::RejoinScheduled { timer } => {
@@ -754,7 +795,7 @@ impl State {
             return;
         };
         ch.state = ChannelState::Joining { join_ref, timer };
-        debug!("joining {topic} (join_ref {join_ref})");
+        debug!(target: crate::logging::CHANNEL, "joining {topic} (join_ref {join_ref})");
         let params = ch.params.clone();
         self.send(Message::new(
             Some(Ref::from(join_ref)),
@@ -771,14 +812,16 @@ impl State {
         self.registry.remove(topic);
         let connected = self.is_connected();
         let Some(ch) = self.channels.get_mut(topic) else {
-            debug!("leave of {topic}: not joined");
+            debug!(target: crate::logging::CHANNEL, "leave of {topic}: not joined");
             return;
         };
         ch.rejoin_after_leave = false;
         let state = ch.state;
         let topic = Topic::from(topic);
         match state {
-            ChannelState::Leaving { .. } => debug!("leave of {topic} already in flight"),
+            ChannelState::Leaving { .. } => {
+                debug!(target: crate::logging::CHANNEL, "leave of {topic} already in flight")
+            }
             ChannelState::Joined { join_ref } | ChannelState::Joining { join_ref, .. }
                 if connected =>
             {
@@ -802,7 +845,7 @@ impl State {
                     self.fail_buffer(&topic, &mut ch, PushError::Left);
                     self.channels.insert(topic.clone(), ch);
                 }
-                info!("leaving {topic} (join_ref {join_ref})");
+                info!(target: crate::logging::CHANNEL, "leaving {topic} (join_ref {join_ref})");
                 self.send(Message::new(
                     Some(Ref::from(join_ref)),
                     Some(Ref::from(leave_ref)),
@@ -837,7 +880,7 @@ impl State {
         self.fail_buffer(topic, &mut ch, PushError::Left);
         self.fail_in_flight(topic, PushError::Left);
         let again = ch.rejoin_after_leave && self.registry.contains(topic.as_str());
-        info!("left {topic}");
+        info!(target: crate::logging::CHANNEL, "left {topic}");
         self.callback(Callback::Left {
             topic: topic.clone(),
         });
@@ -862,7 +905,7 @@ impl State {
             self.fail_buffer(topic, &mut ch, PushError::Left);
         }
         self.fail_in_flight(topic, PushError::ChannelClosed);
-        info!("gave up {topic}");
+        info!(target: crate::logging::CHANNEL, "gave up {topic}");
     }
 
     /// The default decision after a topic closed, per the [`RetryPolicy`](crate::RetryPolicy).
@@ -910,7 +953,7 @@ impl State {
             AfterTopicClose::Rejoin => {
                 let delay = ch.rejoin.next_delay();
                 let attempt = ch.rejoin.attempt();
-                info!(
+                info!(target: crate::logging::CHANNEL,
                     "rejoining {topic} in {} ms (attempt {attempt})",
                     delay.as_millis()
                 );
@@ -1012,7 +1055,7 @@ impl State {
                         topic: topic.clone(),
                     },
                 );
-                debug!("{topic} not joined: push {event} (ref {r}) buffered");
+                debug!(target: crate::logging::PUSH, "{topic} not joined: push {event} (ref {r}) buffered");
                 if let Some(ch) = self.channels.get_mut(&topic) {
                     ch.buffer.push_back(BufferedPush {
                         reference: r,
@@ -1036,7 +1079,7 @@ impl State {
 
     fn push_timed_out(&mut self, reference: u64, topic: &Topic) {
         if self.pending.contains_key(&reference) {
-            debug!("push {reference} on {topic} timed out");
+            debug!(target: crate::logging::PUSH, "push {reference} on {topic} timed out");
             self.resolve_pending(reference, Err(PushError::Timeout));
             return;
         }
@@ -1045,7 +1088,7 @@ impl State {
         };
         if let Some(i) = ch.buffer.iter().position(|b| b.reference == reference) {
             if let Some(b) = ch.buffer.remove(i) {
-                debug!("buffered push {reference} on {topic} timed out before it could be sent");
+                debug!(target: crate::logging::PUSH, "buffered push {reference} on {topic} timed out before it could be sent");
                 self.deliver(
                     topic.clone(),
                     reference,
@@ -1161,20 +1204,20 @@ impl State {
                     return;
                 }
             }
-            debug!(
+            debug!(target: crate::logging::WIRE,
                 "dropped {} on the phoenix topic (ref {:?})",
                 msg.event, msg.reference
             );
             return;
         }
         let Some(ch) = self.channels.get(&msg.topic) else {
-            debug!("dropped {} for unknown topic {}", msg.event, msg.topic);
+            debug!(target: crate::logging::WIRE, "dropped {} for unknown topic {}", msg.event, msg.topic);
             return;
         };
         let current = ch.state.join_ref();
         if let Some(jr) = &msg.join_ref {
             if jr.as_u64().is_none() || jr.as_u64() != current {
-                debug!(
+                debug!(target: crate::logging::WIRE,
                     "dropped stale {} on {} (join_ref {jr}, current {current:?})",
                     msg.event, msg.topic
                 );
@@ -1186,7 +1229,7 @@ impl State {
         match msg.event {
             Event::Reply(status) => {
                 let Some(r) = reference else {
-                    debug!("dropped reply without ref on {}", msg.topic);
+                    debug!(target: crate::logging::WIRE, "dropped reply without ref on {}", msg.topic);
                     return;
                 };
                 let reply = Reply {
@@ -1203,7 +1246,9 @@ impl State {
                     }
                     _ => match self.pending.get(&r) {
                         Some(p) if p.topic == msg.topic => self.resolve_pending(r, Ok(reply)),
-                        _ => debug!("dropped reply to unknown ref {r} on {}", msg.topic),
+                        _ => {
+                            debug!(target: crate::logging::WIRE, "dropped reply to unknown ref {r} on {}", msg.topic)
+                        }
                     },
                 }
             }
@@ -1212,17 +1257,17 @@ impl State {
                 let Some(jr) =
                     current.filter(|jr| msg.join_ref.is_some() || reference == Some(*jr))
                 else {
-                    debug!("dropped stale {} on {}", msg.event, msg.topic);
+                    debug!(target: crate::logging::WIRE, "dropped stale {} on {}", msg.event, msg.topic);
                     return;
                 };
                 if msg.event == Event::Close {
                     if !matches!(state, ChannelState::Leaving { .. }) {
-                        info!("{} closed by the server (join_ref {jr})", msg.topic);
+                        info!(target: crate::logging::CHANNEL, "{} closed by the server (join_ref {jr})", msg.topic);
                         self.registry.remove(msg.topic.as_str());
                     }
                     self.finish_leave(&msg.topic);
                 } else {
-                    warn!("{} crashed on the server (join_ref {jr})", msg.topic);
+                    warn!(target: crate::logging::CHANNEL, "{} crashed on the server (join_ref {jr})", msg.topic);
                     self.channel_errored(msg.topic, TopicCloseReason::Crashed(msg.payload));
                 }
             }
@@ -1236,7 +1281,9 @@ impl State {
                         payload: msg.payload,
                     });
                 }
-                _ => debug!("dropped {event} on {}: not joined", msg.topic),
+                _ => {
+                    debug!(target: crate::logging::WIRE, "dropped {event} on {}: not joined", msg.topic)
+                }
             },
         }
     }
@@ -1251,7 +1298,7 @@ impl State {
                 ch.resolve_waiters(&Ok(reply.response.clone()));
             }
             self.mark_healthy();
-            info!("joined {topic} (join_ref {join_ref})");
+            info!(target: crate::logging::CHANNEL, "joined {topic} (join_ref {join_ref})");
             self.flush_buffer(&topic, join_ref, now);
             self.callback(Callback::Joined {
                 topic,
@@ -1266,7 +1313,7 @@ impl State {
                 }
                 JoinError::Rejected(reply.response)
             };
-            warn!("join of {topic} failed: {error}");
+            warn!(target: crate::logging::CHANNEL, "join of {topic} failed: {error}");
             if let Some(ch) = self.channels.get_mut(&topic) {
                 ch.resolve_waiters(&Err(error.clone()));
             }
@@ -1304,12 +1351,27 @@ impl State {
             connection: self.connection_status(),
             topics,
             pending_replies: self.pending.len(),
+            buffered_pushes: self.channels.values().map(|c| c.buffer.len()).sum(),
             connects: self.connects,
             disconnects: self.disconnects,
+            disconnects_by_reason: self.disconnects_by_reason.clone(),
+            traffic: self.traffic,
             rejoins: self.rejoins,
             last_heartbeat_rtt: self.heartbeat.last_rtt,
             average_heartbeat_rtt: self.heartbeat.average_rtt(),
         }
+    }
+
+    /// Counts a frame received.
+    pub(crate) fn count_in(&mut self, bytes: usize) {
+        self.traffic.frames_in += 1;
+        self.traffic.bytes_in += bytes as u64;
+    }
+
+    /// Counts a frame sent.
+    pub(crate) fn count_out(&mut self, bytes: usize) {
+        self.traffic.frames_out += 1;
+        self.traffic.bytes_out += bytes as u64;
     }
 
     /// The connection state.

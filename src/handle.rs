@@ -1,0 +1,200 @@
+//! Using the client from async code: awaitable joins and pushes, and per-topic
+//! message streams.
+//!
+//! [`ClientExt`] adds `join`, `push`, `leave`, `status` and `subscribe` to the
+//! client's [`Addr`], so any async code holding it (on any runtime, on any thread)
+//! can use the client without writing callbacks:
+//!
+//! ```no_run
+//! use actix::Actor;
+//! use actix_slipstream::{Client, ClientExt, Config, SlipstreamActor};
+//! use futures_util::StreamExt;
+//! use serde_json::json;
+//!
+//! struct Quiet;
+//! impl SlipstreamActor for Quiet {}
+//!
+//! # #[actix::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::new(Quiet, Config::new("ws://localhost:4000/socket")).start();
+//! let mut messages = client.subscribe("room:1", 256).await?;
+//! client.join("room:1", json!({})).await?;
+//! let reply = client.push("room:1", "new_msg", json!({"body": "hi"})).await?;
+//! println!("reply {reply:?}");
+//! while let Some(item) = messages.next().await {
+//!     match item {
+//!         Ok(msg) => println!("{} {}: {:?}", msg.topic, msg.event, msg.payload),
+//!         Err(lagged) => eprintln!("{lagged}"),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use actix::{Addr, MailboxError};
+use futures_util::stream::{self, Stream};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::actor::SlipstreamActor;
+use crate::client::{Client, GetStatus, Join, Leave, Push};
+use crate::error::{JoinError, PushError};
+use crate::message::{Event, Payload, Reply, Topic};
+use crate::state::Status;
+
+/// A message received on a topic (a server push or a broadcast), as given to
+/// subscribers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicMessage {
+    /// The topic.
+    pub topic: Topic,
+    /// The event.
+    pub event: Event,
+    /// The payload.
+    pub payload: Payload,
+}
+
+/// A subscriber fell behind: this many messages were skipped. The stream goes on
+/// with the oldest message still buffered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("subscriber lagged behind: {0} message(s) skipped")]
+pub struct Lagged(pub u64);
+
+/// A stream of one topic's messages, from [`Subscribe`] or [`ClientExt::subscribe`].
+///
+/// It survives reconnects and rejoins (it observes the topic, it does not join
+/// it). It is bounded: a consumer that falls more than the subscription's
+/// capacity behind gets `Err(Lagged(n))` and then the newest messages, never
+/// unbounded memory. It ends when the client stops.
+pub struct Subscription {
+    inner: Pin<Box<dyn Stream<Item = Result<TopicMessage, Lagged>> + Send>>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Subscription")
+    }
+}
+
+impl Subscription {
+    pub(crate) fn new(rx: broadcast::Receiver<TopicMessage>) -> Self {
+        let inner = stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                Ok(msg) => Some((Ok(msg), rx)),
+                Err(broadcast::error::RecvError::Lagged(n)) => Some((Err(Lagged(n)), rx)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        });
+        Subscription {
+            inner: Box::pin(inner),
+        }
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Result<TopicMessage, Lagged>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+/// Subscribe to a topic's messages. Responds with a [`Subscription`].
+///
+/// `capacity` bounds how far a subscriber may fall behind before it gets
+/// [`Lagged`]; subscribers of one topic share the capacity of the first one.
+#[derive(Debug, Clone)]
+pub struct Subscribe {
+    /// The topic.
+    pub topic: Topic,
+    /// Messages buffered per subscriber (at least 1).
+    pub capacity: usize,
+}
+
+impl actix::Message for Subscribe {
+    type Result = Subscription;
+}
+
+/// Awaitable client operations on the client's [`Addr`], usable from any async code.
+///
+/// Each maps a stopped client to the operation's own error
+/// ([`JoinError::Stopped`], [`PushError::Stopped`]) instead of a mailbox error.
+pub trait ClientExt {
+    /// Joins a topic (recorded in the registry, rejoined after reconnects) and
+    /// returns the join response.
+    fn join(
+        &self,
+        topic: impl Into<Topic>,
+        params: Value,
+    ) -> impl Future<Output = Result<Payload, JoinError>> + Send;
+
+    /// Pushes an event with the configured push timeout and returns the reply.
+    fn push(
+        &self,
+        topic: impl Into<Topic>,
+        event: impl Into<Event>,
+        payload: impl Into<Payload>,
+    ) -> impl Future<Output = Result<Reply, PushError>> + Send;
+
+    /// Leaves a topic.
+    fn leave(
+        &self,
+        topic: impl Into<Topic>,
+    ) -> impl Future<Output = Result<(), MailboxError>> + Send;
+
+    /// A status snapshot.
+    fn status(&self) -> impl Future<Output = Result<Status, MailboxError>> + Send;
+
+    /// A stream of the topic's messages; see [`Subscription`].
+    fn subscribe(
+        &self,
+        topic: impl Into<Topic>,
+        capacity: usize,
+    ) -> impl Future<Output = Result<Subscription, MailboxError>> + Send;
+}
+
+impl<A: SlipstreamActor> ClientExt for Addr<Client<A>> {
+    fn join(
+        &self,
+        topic: impl Into<Topic>,
+        params: Value,
+    ) -> impl Future<Output = Result<Payload, JoinError>> + Send {
+        let request = self.send(Join::new(topic, params));
+        async move { request.await.unwrap_or(Err(JoinError::Stopped)) }
+    }
+
+    fn push(
+        &self,
+        topic: impl Into<Topic>,
+        event: impl Into<Event>,
+        payload: impl Into<Payload>,
+    ) -> impl Future<Output = Result<Reply, PushError>> + Send {
+        let request = self.send(Push::new(topic, event, payload));
+        async move { request.await.unwrap_or(Err(PushError::Stopped)) }
+    }
+
+    fn leave(
+        &self,
+        topic: impl Into<Topic>,
+    ) -> impl Future<Output = Result<(), MailboxError>> + Send {
+        self.send(Leave::new(topic))
+    }
+
+    fn status(&self) -> impl Future<Output = Result<Status, MailboxError>> + Send {
+        self.send(GetStatus)
+    }
+
+    fn subscribe(
+        &self,
+        topic: impl Into<Topic>,
+        capacity: usize,
+    ) -> impl Future<Output = Result<Subscription, MailboxError>> + Send {
+        self.send(Subscribe {
+            topic: topic.into(),
+            capacity,
+        })
+    }
+}
