@@ -3,7 +3,6 @@
 
 mod common;
 
-use actix_slipstream::testing::ServerEvent;
 use actix_slipstream::{GetStatus, Join, Payload, Push, PushError, TopicCloseReason, TopicStatus};
 use common::*;
 use serde_json::json;
@@ -82,10 +81,5 @@ async fn a_channel_stop_is_a_final_leave() {
     server.drop_all_connections();
     events.connected().await;
     events.joined("room:keep").await;
-    let joins_of_s = server
-        .events()
-        .iter()
-        .filter(|r| matches!(&r.event, ServerEvent::Frame(_, m) if m.topic == "room:s" && m.event.as_str() == "phx_join"))
-        .count();
-    assert_eq!(joins_of_s, 1);
+    assert_eq!(frames_received(&server, Some("room:s"), "phx_join"), 1);
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use actix_slipstream::testing::{Refusal, ServerEvent};
+use actix_slipstream::testing::Refusal;
 use actix_slipstream::{DisconnectReason, Join, Payload, Push};
 use common::*;
 use serde_json::json;
@@ -116,10 +116,5 @@ async fn pushes_buffered_across_a_disconnect_are_delivered_exactly_once() {
         reply.unwrap().response,
         Payload::Json(json!({"once": true}))
     );
-    let sent = server
-        .events()
-        .iter()
-        .filter(|r| matches!(&r.event, ServerEvent::Frame(_, m) if m.event.as_str() == "echo"))
-        .count();
-    assert_eq!(sent, 1);
+    assert_eq!(frames_received(&server, None, "echo"), 1);
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use actix::{Actor, Addr};
-use actix_slipstream::testing::TestServer;
+use actix_slipstream::testing::{ServerEvent, TestServer};
 use actix_slipstream::{
     AfterDisconnect, AfterTopicClose, Backoff, Client, Config, DisconnectReason, Event, Payload,
     PushError, Ref, Reply, SlipstreamActor, Socket, Topic, TopicCloseReason,
@@ -218,6 +218,19 @@ pub fn start(config: Config) -> (Addr<Client<Recorder>>, Events) {
             seen: Vec::new(),
         },
     )
+}
+
+/// How many frames with this event (and topic, if given) the server received so far,
+/// over all sockets.
+pub fn frames_received(server: &TestServer, topic: Option<&str>, event: &str) -> usize {
+    server
+        .events()
+        .iter()
+        .filter(|r| {
+            matches!(&r.event, ServerEvent::Frame(_, m)
+                if m.event.as_str() == event && topic.is_none_or(|t| m.topic == t))
+        })
+        .count()
 }
 
 /// Starts the demo server, like the recorded Phoenix server.
