@@ -7,6 +7,7 @@
 
 use std::borrow::Borrow;
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -15,9 +16,16 @@ use serde_json::Value;
 
 /// A channel topic, such as `"room:42"`.
 ///
-/// The topic `"phoenix"` is reserved for the socket itself (heartbeats).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Topic(String);
+/// The topic `"phoenix"` is reserved for the socket itself (heartbeats). Clones are
+/// cheap (the name is shared).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Topic(Arc<str>);
+
+impl Default for Topic {
+    fn default() -> Self {
+        Topic(Arc::from(""))
+    }
+}
 
 impl Topic {
     /// The reserved topic of socket-level messages (heartbeats).
@@ -25,7 +33,7 @@ impl Topic {
 
     /// Creates a topic from any string.
     pub fn new(topic: impl Into<String>) -> Self {
-        Topic(topic.into())
+        Topic(Arc::from(topic.into()))
     }
 
     /// The topic as a string slice.
@@ -35,12 +43,12 @@ impl Topic {
 
     /// Whether this is the reserved `"phoenix"` topic.
     pub fn is_phoenix(&self) -> bool {
-        self.0 == Self::PHOENIX
+        &*self.0 == Self::PHOENIX
     }
 
-    /// Consumes the topic and returns the string.
+    /// The topic as an owned string.
     pub fn into_string(self) -> String {
-        self.0
+        self.0.to_string()
     }
 }
 
@@ -58,19 +66,25 @@ impl fmt::Display for Topic {
 
 impl From<&str> for Topic {
     fn from(s: &str) -> Self {
-        Topic(s.to_owned())
+        Topic(Arc::from(s))
     }
 }
 
 impl From<String> for Topic {
     fn from(s: String) -> Self {
-        Topic(s)
+        Topic(Arc::from(s))
     }
 }
 
 impl From<&String> for Topic {
     fn from(s: &String) -> Self {
-        Topic(s.clone())
+        Topic(Arc::from(s.as_str()))
+    }
+}
+
+impl From<&Topic> for Topic {
+    fn from(t: &Topic) -> Self {
+        t.clone()
     }
 }
 
@@ -88,13 +102,13 @@ impl Borrow<str> for Topic {
 
 impl PartialEq<str> for Topic {
     fn eq(&self, other: &str) -> bool {
-        self.0 == other
+        &*self.0 == other
     }
 }
 
 impl PartialEq<&str> for Topic {
     fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
+        &*self.0 == *other
     }
 }
 

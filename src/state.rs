@@ -1006,11 +1006,10 @@ impl State {
         }
         let connected = self.is_connected();
         let max = self.config.max_buffered_pushes;
-        let state = match self.channels.get(topic) {
+        let (topic, state) = match self.channels.get_key_value(topic) {
             None => return Err(PushError::NotJoined),
-            Some(ch) => ch.state,
+            Some((t, ch)) => (t.clone(), ch.state),
         };
-        let topic = Topic::from(topic);
         match state {
             ChannelState::Leaving { .. } => Err(PushError::NotJoined),
             ChannelState::Joined { join_ref } if connected => {
