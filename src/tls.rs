@@ -5,7 +5,7 @@
 //! off and no plaintext fallback: a `wss://` URL either gets a verified TLS
 //! connection or a connect error.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
@@ -13,8 +13,23 @@ use rustls::{ClientConfig, RootCertStore};
 use crate::config::TlsConfig;
 use crate::error::ConfigError;
 
-/// Builds the rustls client configuration.
+/// The configuration with the Mozilla roots, built once per process: a root store
+/// is large, and every client without custom roots shares it.
+static DEFAULT: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+
+/// The rustls client configuration for these settings.
 pub(crate) fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, ConfigError> {
+    if tls.root_certificates.is_empty() {
+        if let Some(config) = DEFAULT.get() {
+            return Ok(config.clone());
+        }
+        let config = build(tls)?;
+        return Ok(DEFAULT.get_or_init(|| config).clone());
+    }
+    build(tls)
+}
+
+fn build(tls: &TlsConfig) -> Result<Arc<ClientConfig>, ConfigError> {
     let invalid = |reason: String| ConfigError::InvalidSetting {
         name: "tls",
         reason,
