@@ -923,13 +923,13 @@ impl Presences {
     }
 
     /// The tracker of a topic, if it had a presence event or a reset.
-    pub fn get(&self, topic: &str) -> Option<&Presence> {
-        self.topics.get(topic)
+    pub fn get(&self, topic: impl AsRef<str>) -> Option<&Presence> {
+        self.topics.get(topic.as_ref())
     }
 
     /// The tracker of a topic, mutable.
-    pub fn get_mut(&mut self, topic: &str) -> Option<&mut Presence> {
-        self.topics.get_mut(topic)
+    pub fn get_mut(&mut self, topic: impl AsRef<str>) -> Option<&mut Presence> {
+        self.topics.get_mut(topic.as_ref())
     }
 
     /// Installs a tracker for a topic (e.g. one with callbacks); returns the previous.
@@ -938,8 +938,8 @@ impl Presences {
     }
 
     /// Forgets a topic (e.g. in `handle_leave`); returns its tracker.
-    pub fn remove(&mut self, topic: &str) -> Option<Presence> {
-        self.topics.remove(topic)
+    pub fn remove(&mut self, topic: impl AsRef<str>) -> Option<Presence> {
+        self.topics.remove(topic.as_ref())
     }
 
     /// The topics tracked, in no particular order.
@@ -958,10 +958,10 @@ impl Presences {
     /// The presences of a topic through a chooser (empty for an unknown topic).
     pub fn list_by<T>(
         &self,
-        topic: &str,
+        topic: impl AsRef<str>,
         chooser: impl FnMut(&str, &PresenceState) -> T,
     ) -> Vec<T> {
-        match self.topics.get(topic) {
+        match self.topics.get(topic.as_ref()) {
             Some(p) => p.list_by(chooser),
             None => Vec::new(),
         }

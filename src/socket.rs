@@ -112,10 +112,10 @@ impl<A: SlipstreamActor> Socket<'_, A> {
     /// The join_ref of a topic's current join, if a join was sent (phoenix.js
     /// `channel.joinRef()`): it changes at every rejoin, so it tells the
     /// [presence tracker](crate::presence::Presences::handle_at) when a new join began.
-    pub fn join_ref(&self, topic: &str) -> Option<Ref> {
+    pub fn join_ref(&self, topic: impl AsRef<str>) -> Option<Ref> {
         self.state
             .status()
-            .topic(topic)
+            .topic(topic.as_ref())
             .and_then(|t| t.join_ref.clone())
     }
 
