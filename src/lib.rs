@@ -10,6 +10,10 @@
 //! ([`TopicRegistry`]), so topics joined dynamically survive reconnects with no code
 //! of yours.
 //!
+//! [`Presences`] keeps the presence lists of Phoenix Presence topics in sync from
+//! their `presence_state` and `presence_diff` events, as phoenix.js does, with one
+//! line in `handle_message` ([`presence`]).
+//!
 //! The protocol core ([`serializer`], [`state`]) does no I/O; the actor in
 //! [`client`] wires it to an awc websocket. The `testing` feature adds
 //! `actix_slipstream::testing`, a Phoenix-compatible server for tests.
@@ -26,6 +30,7 @@ pub mod handle;
 mod heartbeat;
 pub mod logging;
 pub mod message;
+pub mod presence;
 pub mod registry;
 pub mod serializer;
 pub mod socket;
@@ -45,6 +50,7 @@ pub use config::{Config, ConnectParams, RetryPolicy, TlsConfig};
 pub use error::{ConfigError, DecodeError, EncodeError, JoinError, PushError};
 pub use handle::{ClientExt, Lagged, Subscribe, Subscription, TopicMessage};
 pub use message::{Event, Message, Payload, Ref, Reply, ReplyStatus, Topic};
+pub use presence::{Presence, PresenceChange, PresenceUpdate, Presences};
 pub use registry::TopicRegistry;
 pub use serializer::{Frame, Serializer};
 pub use socket::Socket;

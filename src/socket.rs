@@ -109,6 +109,16 @@ impl<A: SlipstreamActor> Socket<'_, A> {
         self.state.topic_status(topic)
     }
 
+    /// The join_ref of a topic's current join, if a join was sent (phoenix.js
+    /// `channel.joinRef()`): it changes at every rejoin, so it tells the
+    /// [presence tracker](crate::presence::Presences::handle_at) when a new join began.
+    pub fn join_ref(&self, topic: impl AsRef<str>) -> Option<Ref> {
+        self.state
+            .status()
+            .topic(topic.as_ref())
+            .and_then(|t| t.join_ref.clone())
+    }
+
     /// Whether the websocket is open.
     pub fn is_connected(&self) -> bool {
         self.state.is_connected()
