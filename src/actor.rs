@@ -3,6 +3,7 @@
 use crate::channel::TopicCloseReason;
 use crate::error::PushError;
 use crate::message::{Event, Payload, Ref, Reply, Topic};
+use crate::presence::{PresenceUpdate, Presences};
 use crate::socket::Socket;
 use crate::state::{AfterDisconnect, AfterTopicClose, DisconnectReason};
 
@@ -140,6 +141,30 @@ pub trait SlipstreamActor: Sized + Unpin + 'static {
         socket: &mut Socket<'_, Self>,
     ) -> AfterTopicClose {
         socket.default_after_topic_close(topic.as_str(), reason)
+    }
+
+    /// The presence tracker fed automatically by the client, if any: return
+    /// `Some(&mut self.presences)` to have every `presence_state` / `presence_diff`
+    /// of every topic applied to it (keyed by the topic's current join, so a rejoin
+    /// resyncs), and reported to [`handle_presence`](Self::handle_presence) instead of
+    /// [`handle_message`](Self::handle_message).
+    ///
+    /// Default: `None` (presence events reach `handle_message` like any other).
+    fn presences(&mut self) -> Option<&mut Presences> {
+        None
+    }
+
+    /// Runs after a presence event was applied to the tracker returned by
+    /// [`presences`](Self::presences), with the joins and leaves it caused; read the
+    /// current list with `presences.list(topic)`.
+    ///
+    /// Default: does nothing.
+    fn handle_presence(
+        &mut self,
+        _topic: &Topic,
+        _update: &PresenceUpdate,
+        _socket: &mut Socket<'_, Self>,
+    ) {
     }
 
     /// Runs when the actor stops.

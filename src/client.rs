@@ -228,8 +228,17 @@ impl<A: SlipstreamActor> Client<A> {
                         });
                     }
                 }
-                self.user
-                    .handle_message(&topic, &event, payload, &mut socket)
+                let join_ref = socket.state.join_ref(topic.as_str());
+                let update = self
+                    .user
+                    .presences()
+                    .and_then(|p| p.handle_at(&topic, join_ref, &event, &payload));
+                match update {
+                    Some(update) => self.user.handle_presence(&topic, &update, &mut socket),
+                    None => self
+                        .user
+                        .handle_message(&topic, &event, payload, &mut socket),
+                }
             }
             Callback::Reply {
                 topic,

@@ -113,10 +113,7 @@ impl<A: SlipstreamActor> Socket<'_, A> {
     /// `channel.joinRef()`): it changes at every rejoin, so it tells the
     /// [presence tracker](crate::presence::Presences::handle_at) when a new join began.
     pub fn join_ref(&self, topic: impl AsRef<str>) -> Option<Ref> {
-        self.state
-            .status()
-            .topic(topic.as_ref())
-            .and_then(|t| t.join_ref.clone())
+        self.state.join_ref(topic.as_ref())
     }
 
     /// Whether the websocket is open.

@@ -1383,6 +1383,11 @@ impl State {
         }
     }
 
+    /// The join_ref of a topic's current join, if one was sent.
+    pub fn join_ref(&self, topic: &str) -> Option<Ref> {
+        self.channels.get(topic).and_then(Channel::current_join_ref)
+    }
+
     /// The state of one topic, if known.
     pub fn topic_status(&self, topic: &str) -> Option<TopicStatus> {
         self.channels.get(topic).map(|c| c.state.status())

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::Actor;
-use actix_slipstream::presence::Presences;
+use actix_slipstream::presence::{PresenceUpdate, Presences};
 use actix_slipstream::testing::{Action, Channel, JoinOutcome, TestServer};
 use actix_slipstream::{Client, Event, Join, Payload, SlipstreamActor, Socket, Topic};
 use common::{config, WAIT};
@@ -28,6 +28,9 @@ enum Mode {
     JoinRef,
     /// `handle` in `handle_message` and `reset` in `handle_join`.
     ResetOnJoin,
+    /// The client feeds the tracker returned by `presences()`; the result reaches
+    /// `handle_presence`.
+    Automatic,
 }
 
 struct Tracker {
@@ -56,19 +59,42 @@ impl SlipstreamActor for Tracker {
                     .handle_at(topic, socket.join_ref(topic), event, &payload)
             }
             Mode::ResetOnJoin => self.presence.handle(topic, event, &payload),
+            Mode::Automatic => panic!("presence event {event} reached handle_message"),
         };
         if let Some(update) = update {
-            if update.synced {
-                let listing = self.presence.list_by(topic, |key, p| {
-                    let refs: Vec<&str> = p
-                        .metas
-                        .iter()
-                        .map(|m| m["phx_ref"].as_str().unwrap_or("?"))
-                        .collect();
-                    format!("{key}:{}", refs.join(","))
-                });
-                self.tx.try_send(listing).expect("listing channel overflow");
-            }
+            self.report(topic, &update);
+        }
+    }
+
+    fn presences(&mut self) -> Option<&mut Presences> {
+        match self.mode {
+            Mode::Automatic => Some(&mut self.presence),
+            _ => None,
+        }
+    }
+
+    fn handle_presence(
+        &mut self,
+        topic: &Topic,
+        update: &PresenceUpdate,
+        _: &mut Socket<'_, Self>,
+    ) {
+        self.report(topic, update);
+    }
+}
+
+impl Tracker {
+    fn report(&self, topic: &Topic, update: &PresenceUpdate) {
+        if update.synced {
+            let listing = self.presence.list_by(topic, |key, p| {
+                let refs: Vec<&str> = p
+                    .metas
+                    .iter()
+                    .map(|m| m["phx_ref"].as_str().unwrap_or("?"))
+                    .collect();
+                format!("{key}:{}", refs.join(","))
+            });
+            self.tx.try_send(listing).expect("listing channel overflow");
         }
     }
 }
@@ -193,4 +219,9 @@ async fn presence_with_the_join_ref_holds_early_diffs_and_resyncs_after_a_reconn
 #[actix_rt::test]
 async fn presence_reset_in_handle_join_holds_early_diffs_and_resyncs_after_a_reconnect() {
     presence_follows_the_server_across_a_reconnect(Mode::ResetOnJoin).await;
+}
+
+#[actix_rt::test]
+async fn presence_fed_by_the_client_holds_early_diffs_and_resyncs_after_a_reconnect() {
+    presence_follows_the_server_across_a_reconnect(Mode::Automatic).await;
 }
