@@ -647,6 +647,11 @@ impl<A: SlipstreamActor> StreamHandler<Inbound> for Client<A> {
             .as_ref()
             .is_some_and(|io| io.gen == gen && io.reader.is_some())
         {
+            // A connection the client is closing: its end is the server's close
+            // frame, or the end of the stream.
+            if let Some(Ok(ws::Frame::Close(_)) | Err(_)) | None = item.frame {
+                self.finish_closing(gen, ctx);
+            }
             return;
         }
         match item.frame {

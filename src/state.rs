@@ -510,7 +510,7 @@ impl State {
         self.conn = Conn::Disconnected;
         self.disconnects += 1;
         *self.disconnects_by_reason.entry(reason.kind()).or_default() += 1;
-        if reason.is_requested() {
+        if reason.is_requested() || reason == DisconnectReason::ReconnectRequested {
             info!(target: crate::logging::CONNECTION, "disconnected: {reason}");
         } else {
             warn!(target: crate::logging::CONNECTION, "disconnected: {reason}");
