@@ -18,7 +18,7 @@ pub struct Cli {
 pub enum Command {
     /// Connect to a Phoenix socket: print one JSON line per event on stdout, read one
     /// JSON command per line on stdin.
-    Connect(ConnectArgs),
+    Connect(Box<ConnectArgs>),
     /// Run the bundled Phoenix-compatible test server (demo channels `room:*`,
     /// `private:*`, `ticker:*`) until SIGINT/SIGTERM; prints its URL as a JSON line.
     Serve(ServeArgs),
@@ -26,7 +26,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// The socket URL: ws[s]://host:port/socket or .../socket/websocket.
+    /// The socket URL: ws://host:port/socket (or wss://), or .../socket/websocket.
     pub url: String,
     /// A connect param (repeatable).
     #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]

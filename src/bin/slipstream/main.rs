@@ -22,7 +22,7 @@ fn main() {
     let code = match cli.command {
         args::Command::Connect(args) => {
             init_logs(&args.log);
-            connect::run(args)
+            connect::run(*args)
         }
         args::Command::Serve(args) => {
             init_logs(&args.log);
