@@ -133,7 +133,7 @@ pub enum PushError {
 pub enum JoinError {
     /// The channel's `join/3` returned an error; the response says why (often
     /// `{"reason": "unauthorized"}`). Retried only as `RetryPolicy` says.
-    #[error("join rejected: {0:?}")]
+    #[error("join rejected: {}", show_payload(.0))]
     Rejected(crate::message::Payload),
     /// No channel route on the server matches the topic.
     #[error("unmatched topic: no channel on the server handles it")]
@@ -148,4 +148,26 @@ pub enum JoinError {
     /// The client stopped.
     #[error("client stopped")]
     Stopped,
+}
+
+/// A payload in an error message: its JSON, or its size when binary.
+fn show_payload(payload: &crate::message::Payload) -> String {
+    match payload {
+        crate::message::Payload::Json(v) => v.to_string(),
+        crate::message::Payload::Binary(b) => format!("<{} bytes>", b.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Payload;
+
+    #[test]
+    fn a_rejected_join_displays_the_response_as_json() {
+        let e = JoinError::Rejected(Payload::Json(serde_json::json!({"reason": "unauthorized"})));
+        assert_eq!(e.to_string(), r#"join rejected: {"reason":"unauthorized"}"#);
+        let e = JoinError::Rejected(Payload::Binary(bytes::Bytes::from_static(b"abc")));
+        assert_eq!(e.to_string(), "join rejected: <3 bytes>");
+    }
 }

@@ -1,0 +1,773 @@
+//! End-to-end tests of the `slipstream` binary: it runs as a child process against the
+//! test server (in-process, or `slipstream serve` as another child), and the tests
+//! read its JSON lines with bounded waits.
+#![cfg(feature = "cli")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_slipstream::testing::{DisconnectReason, LeaveReason, Refusal, ServerEvent, TestServer};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_slipstream");
+/// The longest any single wait may take.
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A running `slipstream` process: its stdout lines as JSON, its stdin, its stderr.
+struct Proc {
+    pid: u32,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<Option<Value>>,
+    exit: Receiver<ExitStatus>,
+    exited: Option<ExitStatus>,
+    stderr: Arc<Mutex<String>>,
+    /// Closes when stderr ends.
+    stderr_done: Receiver<()>,
+    /// Every line read so far.
+    seen: Vec<Value>,
+    /// Lines read but not matched by a wait yet.
+    pending: Vec<Value>,
+}
+
+impl Proc {
+    fn spawn(args: &[&str]) -> Proc {
+        let mut child: Child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("slipstream starts");
+        let pid = child.id();
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr_pipe = child.stderr.take().expect("stderr");
+        let (line_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                if line_tx.send(Some(value)).is_err() {
+                    return;
+                }
+            }
+            let _ = line_tx.send(None);
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let (stderr_tx, stderr_done) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let _done = stderr_tx;
+            for line in BufReader::new(stderr_pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let (exit_tx, exit) = mpsc::channel();
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = exit_tx.send(status);
+            }
+        });
+        Proc {
+            pid,
+            stdin,
+            lines,
+            exit,
+            exited: None,
+            stderr,
+            stderr_done,
+            seen: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Sends one command line.
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        writeln!(stdin, "{line}").expect("write to stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{sig}"), self.pid.to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -{sig} {}", self.pid);
+    }
+
+    /// Waits for the first line not matched yet with this `event` that matches `pred`.
+    fn wait_for(&mut self, event: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let matches = |v: &Value| v["event"] == event && pred(v);
+        if let Some(i) = self.pending.iter().position(matches) {
+            return self.pending.remove(i);
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(Some(v)) => {
+                    self.seen.push(v.clone());
+                    if matches(&v) {
+                        return v;
+                    }
+                    self.pending.push(v);
+                }
+                Ok(None) | Err(RecvTimeoutError::Disconnected) => {
+                    panic!("stdout ended while waiting for {event}; {}", self.report())
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("timed out waiting for {event}; {}", self.report())
+                }
+            }
+        }
+    }
+
+    fn event(&mut self, event: &str) -> Value {
+        self.wait_for(event, |_| true)
+    }
+
+    fn topic_event(&mut self, event: &str, topic: &str) -> Value {
+        self.wait_for(event, |v| v["topic"] == topic)
+    }
+
+    fn reply(&mut self, id: Value) -> Value {
+        self.wait_for("reply", |v| v["id"] == id)
+    }
+
+    /// Reads the remaining lines until stdout ends, then the exit code.
+    fn finish(&mut self) -> i32 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(Some(v)) => self.seen.push(v),
+                Ok(None) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("stdout did not end; {}", self.report())
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let status = self
+            .exit
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("did not exit; {}", self.report()));
+        self.exited = Some(status);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Err(RecvTimeoutError::Timeout) = self.stderr_done.recv_timeout(left) {
+            panic!("stderr did not end; {}", self.report());
+        }
+        status
+            .code()
+            .unwrap_or_else(|| panic!("killed by a signal: {status}; {}", self.report()))
+    }
+
+    /// The events seen so far, by name.
+    fn events(&self) -> Vec<String> {
+        self.seen
+            .iter()
+            .map(|v| v["event"].as_str().unwrap_or("?").to_owned())
+            .collect()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn report(&self) -> String {
+        let lines: Vec<String> = self.seen.iter().map(Value::to_string).collect();
+        format!(
+            "stdout so far:\n{}\nstderr:\n{}",
+            lines.join("\n"),
+            self.stderr()
+        )
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.exited.is_none() && self.exit.try_recv().is_err() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// The demo server on its own thread, and a runtime for its async methods.
+struct Server {
+    server: TestServer,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Server {
+    fn start() -> Server {
+        let server = TestServer::phoenix_demo()
+            .spawn_in_thread()
+            .expect("test server starts");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        Server { server, rt }
+    }
+
+    fn url(&self) -> String {
+        self.server.url()
+    }
+
+    fn wait_for(&self, what: &str, pred: impl FnMut(&ServerEvent) -> bool) -> ServerEvent {
+        self.rt
+            .block_on(self.server.wait_for(WAIT, pred))
+            .unwrap_or_else(|e| panic!("server never saw {what}: {e}"))
+            .event
+    }
+}
+
+/// A client on the demo server with fast retries, and these extra arguments.
+fn client(server: &Server, extra: &[&str]) -> Proc {
+    let url = server.url();
+    let mut args = vec![
+        "connect",
+        url.as_str(),
+        "-p",
+        "token=t",
+        "--reconnect-ms",
+        "10,20,50",
+        "--rejoin-ms",
+        "10,20,50",
+    ];
+    args.extend_from_slice(extra);
+    Proc::spawn(&args)
+}
+
+fn is_number(v: &Value) -> bool {
+    v.as_u64().is_some()
+}
+
+#[test]
+fn connect_prints_connected_and_joined_then_at_stdin_eof_leaves_closes_with_1000_and_exits_0() {
+    let server = Server::start();
+    let mut p = client(&server, &["-j", r#"room:1={"user":"ada"}"#, "-j", "room:2"]);
+    let connected = p.event("connected");
+    assert!(is_number(&connected["ts_ms"]), "{connected}");
+    let joined = p.topic_event("joined", "room:1");
+    assert_eq!(joined["response"], json!({"user": "ada"}));
+    assert!(is_number(&joined["ts_ms"]));
+    p.topic_event("joined", "room:2");
+
+    p.close_stdin();
+    p.topic_event("left", "room:1");
+    p.topic_event("left", "room:2");
+    let disconnected = p.event("disconnected");
+    assert_eq!(disconnected["reason"], "disconnect requested");
+    assert_eq!(p.finish(), 0, "{}", p.report());
+
+    server.wait_for(
+        "room:1 left by the client",
+        |e| matches!(e, ServerEvent::Left(_, t, LeaveReason::Left) if t == "room:1"),
+    );
+    server.wait_for("a close frame with code 1000", |e| {
+        matches!(
+            e,
+            ServerEvent::Disconnected(_, DisconnectReason::ClientClosed(Some(1000)))
+        )
+    });
+}
+
+#[test]
+fn push_replies_carry_the_command_id_and_the_ok_error_timeout_and_failed_statuses() {
+    let server = Server::start();
+    let mut p = client(&server, &["-j", "room:1", "--timeout-ms", "1000"]);
+    p.topic_event("joined", "room:1");
+
+    p.send(r#"{"push":"room:1","event":"echo","payload":{"n":1},"id":"a"}"#);
+    let ok = p.reply(json!("a"));
+    assert_eq!(ok["topic"], "room:1");
+    assert_eq!(ok["status"], "ok");
+    assert_eq!(ok["response"], json!({"n": 1}));
+
+    p.send(r#"{"push":"room:1","event":"error_reply","payload":{"n":2},"id":2}"#);
+    let error = p.reply(json!(2));
+    assert_eq!(error["status"], "error");
+
+    p.send(r#"{"push":"room:1","event":"sleep","payload":{"ms":5000},"id":{"k":3}}"#);
+    let timeout = p.reply(json!({"k": 3}));
+    assert_eq!(timeout["status"], "timeout", "{timeout}");
+
+    p.send(r#"{"push":"room:nope","event":"echo","id":4}"#);
+    let failed = p.reply(json!(4));
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["reason"], "topic is not joined");
+
+    p.send(r#"{"push":"room:1","event":"phx_join","id":5}"#);
+    assert_eq!(p.reply(json!(5))["status"], "failed");
+
+    p.send(r#"{"push":"room:1","event":"echo"}"#);
+    assert_eq!(p.reply(Value::Null)["status"], "ok");
+
+    p.send(r#"{"quit":true}"#);
+    assert_eq!(p.finish(), 0, "{}", p.report());
+}
+
+#[test]
+fn messages_and_broadcasts_are_printed_and_binary_payloads_are_base64() {
+    let server = Server::start();
+    // push_me and push_binary get no reply: a short timeout keeps the exit quick.
+    let mut p = client(&server, &["-j", "room:1", "--timeout-ms", "1000"]);
+    p.topic_event("joined", "room:1");
+
+    p.send(r#"{"push":"room:1","event":"push_me","payload":{"x":1},"id":1}"#);
+    let pushed = p.wait_for("message", |v| v["name"] == "pushed");
+    assert_eq!(pushed["topic"], "room:1");
+    assert_eq!(pushed["payload"], json!({"x": 1}));
+
+    p.send(r#"{"push":"room:1","event":"push_binary","id":2}"#);
+    let binary = p.wait_for("message", |v| v["name"] == "binary_pushed");
+    assert_eq!(binary["payload"], json!({"binary_base64": "AAECA/7/"}));
+
+    p.send(r#"{"push":"room:1","event":"echo","payload":{"binary_base64":"AAEC"},"id":3}"#);
+    let echoed = p.reply(json!(3));
+    assert_eq!(echoed["status"], "ok");
+    assert_eq!(echoed["response"], json!({"binary_base64": "AAEC"}));
+
+    p.send(r#"{"push":"room:1","event":"broadcast","payload":{"hello":"all"},"id":4}"#);
+    let broadcast = p.wait_for("message", |v| v["name"] == "broadcast");
+    assert_eq!(broadcast["payload"], json!({"hello": "all"}));
+    p.reply(json!(4));
+
+    server.rt.block_on(
+        server
+            .server
+            .broadcast("room:1", "news", json!({"from": "outside"})),
+    );
+    let news = p.wait_for("message", |v| v["name"] == "news");
+    assert_eq!(news["payload"], json!({"from": "outside"}));
+
+    assert_eq!(p.reply(json!(1))["status"], "timeout");
+    assert_eq!(p.reply(json!(2))["status"], "timeout");
+    p.close_stdin();
+    assert_eq!(p.finish(), 0, "{}", p.report());
+}
+
+#[test]
+fn a_crashed_channel_prints_topic_closed_then_it_is_joined_again() {
+    let server = Server::start();
+    let mut p = client(&server, &["-j", r#"room:1={"v":1}"#]);
+    p.topic_event("joined", "room:1");
+
+    p.send(r#"{"push":"room:1","event":"crash","id":1}"#);
+    let closed = p.topic_event("topic_closed", "room:1");
+    assert_eq!(closed["reason"], "channel crashed (phx_error)");
+    let rejoined = p.topic_event("joined", "room:1");
+    assert_eq!(rejoined["response"], json!({"v": 1}));
+
+    p.send(r#"{"quit":true}"#);
+    assert_eq!(p.finish(), 0, "{}", p.report());
+}
+
+#[test]
+fn leave_and_a_channel_stop_print_left_and_a_leave_of_an_unknown_topic_is_an_error() {
+    let server = Server::start();
+    let mut p = client(&server, &["-j", "room:1"]);
+    p.topic_event("joined", "room:1");
+
+    p.send(r#"{"join":"room:2","params":{"a":2}}"#);
+    assert_eq!(
+        p.topic_event("joined", "room:2")["response"],
+        json!({"a": 2})
+    );
+    // Joining a joined topic sends nothing and prints its join response again.
+    p.send(r#"{"join":"room:2","params":{"a":2}}"#);
+    assert_eq!(
+        p.topic_event("joined", "room:2")["response"],
+        json!({"a": 2})
+    );
+
+    p.send(r#"{"leave":"room:2"}"#);
+    p.topic_event("left", "room:2");
+    server.wait_for(
+        "room:2 left",
+        |e| matches!(e, ServerEvent::Left(_, t, LeaveReason::Left) if t == "room:2"),
+    );
+
+    p.send(r#"{"push":"room:1","event":"stop","id":1}"#);
+    p.topic_event("left", "room:1");
+
+    p.send(r#"{"leave":"room:3"}"#);
+    let error = p.event("error");
+    assert!(
+        error["message"].as_str().unwrap().contains("room:3"),
+        "{error}"
+    );
+
+    p.close_stdin();
+    assert_eq!(p.finish(), 0, "{}", p.report());
+}
+
+#[test]
+fn a_rejected_join_prints_join_failed_with_the_channel_response() {
+    let server = Server::start();
+    let mut p = client(&server, &[]);
+    p.event("connected");
+
+    p.send(r#"{"join":"private:1"}"#);
+    let failed = p.topic_event("join_failed", "private:1");
+    assert_eq!(failed["response"], json!({"reason": "unauthorized"}));
+    assert_eq!(
+        failed["reason"],
+        r#"join rejected: {"reason":"unauthorized"}"#
+    );
+
+    p.send(r#"{"join":"private:2","params":{"token":"secret"}}"#);
+    p.topic_event("joined", "private:2");
+
+    p.close_stdin();
+    assert_eq!(p.finish(), 0, "{}", p.report());
+    assert_eq!(
+        p.events().iter().filter(|e| *e == "join_failed").count(),
+        1,
+        "a rejected join is reported once; {}",
+        p.report()
+    );
+}
+
+#[test]
+fn after_the_server_drops_the_connection_it_reconnects_and_rejoins_every_topic() {
+    let server = Server::start();
+    let mut p = client(&server, &["-j", "room:1", "-j", r#"room:2={"b":2}"#]);
+    p.topic_event("joined", "room:1");
+    p.topic_event("joined", "room:2");
+    p.send(r#"{"join":"room:3"}"#);
+    p.topic_event("joined", "room:3");
+
+    assert_eq!(server.server.drop_all_connections(), 1);
+    let disconnected = p.event("disconnected");
+    assert!(
+        disconnected["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("connection lost"),
+        "{disconnected}"
+    );
+    p.event("connected");
+    p.topic_event("joined", "room:1");
+    assert_eq!(
+        p.topic_event("joined", "room:2")["response"],
+        json!({"b": 2})
+    );
+    p.topic_event("joined", "room:3");
+
+    p.send(r#"{"push":"room:3","event":"echo","id":1}"#);
+    assert_eq!(p.reply(json!(1))["status"], "ok");
+    p.close_stdin();
+    assert_eq!(p.finish(), 0, "{}", p.report());
+}
+
+#[test]
+fn disconnect_and_reconnect_commands_close_and_reopen_the_socket_with_the_topics() {
+    let server = Server::start();
+    let mut p = client(&server, &["-j", "room:1"]);
+    p.topic_event("joined", "room:1");
+
+    p.send(r#"{"disconnect":true}"#);
+    assert_eq!(p.event("disconnected")["reason"], "disconnect requested");
+    server.wait_for("a close frame with code 1000", |e| {
+        matches!(
+            e,
+            ServerEvent::Disconnected(_, DisconnectReason::ClientClosed(Some(1000)))
+        )
+    });
+
+    p.send(r#"{"reconnect":true}"#);
+    p.event("connected");
+    p.topic_event("joined", "room:1");
+
+    p.send(r#"{"reconnect":true}"#);
+    assert_eq!(p.event("disconnected")["reason"], "reconnect requested");
+    p.event("connected");
+    p.topic_event("joined", "room:1");
+
+    p.close_stdin();
+    assert_eq!(p.finish(), 0, "{}", p.report());
+}
+
+#[test]
+fn malformed_lines_print_an_error_event_and_the_tool_goes_on() {
+    let server = Server::start();
+    let mut p = client(&server, &["-j", "room:1"]);
+    p.topic_event("joined", "room:1");
+
+    let bad = [
+        "not json",
+        "[1,2]",
+        r#"{"unknown":1}"#,
+        r#"{"join":"room:2","leave":"room:1"}"#,
+        r#"{"push":"room:1"}"#,
+        r#"{"push":"room:1","event":"echo","payload":{"binary_base64":"%%%"}}"#,
+        r#"{"join":"room:2","params":"nope"}"#,
+        r#"{"quit":"yes"}"#,
+    ];
+    for line in bad {
+        p.send(line);
+        let error = p.event("error");
+        assert!(error["message"].is_string(), "{error}");
+    }
+    p.send(r#"{"push":"room:1","event":"echo","id":"still here"}"#);
+    assert_eq!(p.reply(json!("still here"))["status"], "ok");
+
+    p.close_stdin();
+    assert_eq!(p.finish(), 0, "{}", p.report());
+    let errors = p.events().iter().filter(|e| *e == "error").count();
+    assert_eq!(errors, bad.len(), "{}", p.report());
+}
+
+#[test]
+fn quit_waits_for_outstanding_replies_before_leaving() {
+    let server = Server::start();
+    let mut p = client(&server, &["-j", "room:1"]);
+    p.topic_event("joined", "room:1");
+
+    p.send(r#"{"push":"room:1","event":"sleep","payload":{"ms":300},"id":"slow"}"#);
+    p.send(r#"{"quit":true}"#);
+    assert_eq!(p.finish(), 0, "{}", p.report());
+    let events = p.events();
+    let reply = p
+        .seen
+        .iter()
+        .position(|v| v["event"] == "reply" && v["id"] == "slow" && v["status"] == "ok")
+        .unwrap_or_else(|| panic!("no ok reply; {}", p.report()));
+    let left = events
+        .iter()
+        .position(|e| e == "left")
+        .unwrap_or_else(|| panic!("no left; {}", p.report()));
+    assert!(reply < left, "{}", p.report());
+}
+
+#[test]
+fn no_stdin_runs_until_sigterm_or_sigint_then_leaves_and_exits_0() {
+    let server = Server::start();
+    for sig in ["TERM", "INT"] {
+        let mut p = client(&server, &["--no-stdin", "-j", "room:1"]);
+        p.topic_event("joined", "room:1");
+        p.signal(sig);
+        p.topic_event("left", "room:1");
+        p.event("disconnected");
+        assert_eq!(p.finish(), 0, "SIG{sig}: {}", p.report());
+    }
+}
+
+#[test]
+fn it_exits_1_after_max_connect_attempts_failed_connects() {
+    // A server that refuses the connect (no token: HTTP 403).
+    let server = Server::start();
+    let url = server.url();
+    let mut p = Proc::spawn(&[
+        "connect",
+        &url,
+        "--reconnect-ms",
+        "10",
+        "--max-connect-attempts",
+        "3",
+    ]);
+    assert_eq!(p.finish(), 1, "{}", p.report());
+    let failures: Vec<&Value> = p
+        .seen
+        .iter()
+        .filter(|v| v["event"] == "disconnected")
+        .collect();
+    assert_eq!(failures.len(), 3, "{}", p.report());
+    assert_eq!(
+        failures[0]["reason"],
+        "connect failed: upgrade refused with HTTP 403"
+    );
+    assert_eq!(p.seen.last().unwrap()["event"], "error", "{}", p.report());
+
+    // Nothing listening at all.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("ws://127.0.0.1:{port}/socket");
+    let mut p = Proc::spawn(&[
+        "connect",
+        &url,
+        "--reconnect-ms",
+        "10",
+        "--max-connect-attempts",
+        "2",
+    ]);
+    assert_eq!(p.finish(), 1, "{}", p.report());
+    assert_eq!(
+        p.events().iter().filter(|e| *e == "disconnected").count(),
+        2
+    );
+}
+
+#[test]
+fn a_successful_connect_resets_the_failed_connect_count() {
+    let server = Server::start();
+    server.server.refuse_next(2, Refusal::Http(500));
+    let mut p = client(&server, &["--max-connect-attempts", "3", "-j", "room:1"]);
+    p.topic_event("joined", "room:1");
+    server.server.refuse_next(2, Refusal::TcpClose);
+    server.server.drop_all_connections();
+    p.event("disconnected");
+    p.event("connected");
+    p.topic_event("joined", "room:1");
+    p.close_stdin();
+    assert_eq!(p.finish(), 0, "{}", p.report());
+}
+
+#[test]
+fn invalid_arguments_exit_2_with_a_message_on_stderr() {
+    let cases: &[&[&str]] = &[
+        &["connect", "http://127.0.0.1:1/socket"],
+        &["connect", "not a url"],
+        &["connect", "ws://127.0.0.1:1/socket", "-j", "room:1={oops"],
+        &["connect", "ws://127.0.0.1:1/socket", "-j", "room:1=[1]"],
+        &["connect", "ws://127.0.0.1:1/socket", "-H", "no colon"],
+        &["connect", "ws://127.0.0.1:1/socket", "-p", "novalue"],
+        &["connect", "ws://127.0.0.1:1/socket", "--vsn", "3"],
+        &["connect", "ws://127.0.0.1:1/socket", "--timeout-ms", "0"],
+        &[
+            "connect",
+            "ws://127.0.0.1:1/socket",
+            "--reconnect-ms",
+            "1,x",
+        ],
+        &[
+            "connect",
+            "ws://127.0.0.1:1/socket",
+            "--max-connect-attempts",
+            "0",
+        ],
+        &[
+            "connect",
+            "ws://127.0.0.1:1/socket",
+            "--max-frame-bytes",
+            "10",
+        ],
+        &["connect", "ws://127.0.0.1:1/socket", "--bogus"],
+        &["connect"],
+        &["frobnicate"],
+        &[],
+    ];
+    for args in cases {
+        let mut p = Proc::spawn(args);
+        assert_eq!(p.finish(), 2, "{args:?}: {}", p.report());
+        assert!(p.seen.is_empty(), "{args:?}: {}", p.report());
+        assert!(!p.stderr().trim().is_empty(), "{args:?}: no message");
+    }
+}
+
+#[test]
+fn serve_prints_its_url_serves_a_client_and_stops_on_sigterm() {
+    let mut serve = Proc::spawn(&["serve"]);
+    let listening = serve.event("listening");
+    let url = listening["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+    assert!(url.ends_with("/socket"), "{url}");
+
+    let mut p = Proc::spawn(&["connect", &url, "-p", "token=t", "-j", "room:lobby"]);
+    p.topic_event("joined", "room:lobby");
+    p.send(r#"{"push":"room:lobby","event":"echo","payload":{"hi":1},"id":1}"#);
+    assert_eq!(p.reply(json!(1))["response"], json!({"hi": 1}));
+    p.close_stdin();
+    assert_eq!(p.finish(), 0, "{}", p.report());
+
+    serve.signal("TERM");
+    assert_eq!(serve.finish(), 0, "{}", serve.report());
+}
+
+#[test]
+fn params_headers_and_heartbeats_reach_the_server_and_tokens_stay_out_of_the_logs() {
+    let server = Server::start();
+    let url = server.url();
+    let mut p = Proc::spawn(&[
+        "connect",
+        &url,
+        "-p",
+        "token=SECRET-TOKEN-123",
+        "-p",
+        "user=ada",
+        "-H",
+        "Authorization: Bearer SECRET-HEADER-456",
+        "-H",
+        "x-trace: abc",
+        "--heartbeat-ms",
+        "50",
+        "--log",
+        "trace",
+        "-j",
+        "room:1",
+    ]);
+    p.topic_event("joined", "room:1");
+    let sockets = server.server.sockets();
+    let socket = sockets.last().expect("a socket");
+    assert_eq!(socket.param("token"), Some("SECRET-TOKEN-123"));
+    assert_eq!(socket.param("user"), Some("ada"));
+    assert_eq!(socket.header("x-trace"), Some("abc"));
+    assert_eq!(
+        socket.header("authorization"),
+        Some("Bearer SECRET-HEADER-456")
+    );
+    server.wait_for(
+        "a heartbeat",
+        |e| matches!(e, ServerEvent::Frame(_, m) if m.topic.is_phoenix()),
+    );
+    p.close_stdin();
+    assert_eq!(p.finish(), 0, "{}", p.report());
+    let stderr = p.stderr();
+    assert!(!stderr.is_empty(), "trace logs go to stderr");
+    assert!(!stderr.contains("SECRET"), "{stderr}");
+}
+
+#[test]
+fn vsn_1_speaks_the_v1_protocol() {
+    let server = Server::start();
+    let mut p = client(&server, &["--vsn", "1", "-j", "room:1"]);
+    p.topic_event("joined", "room:1");
+    p.send(r#"{"push":"room:1","event":"echo","payload":{"v":1},"id":1}"#);
+    assert_eq!(p.reply(json!(1))["response"], json!({"v": 1}));
+    assert_eq!(
+        server.server.sockets().last().unwrap().vsn,
+        actix_slipstream::Serializer::V1
+    );
+    p.close_stdin();
+    assert_eq!(p.finish(), 0, "{}", p.report());
+}
+
+#[test]
+fn a_message_over_max_frame_bytes_disconnects_then_it_reconnects() {
+    let server = Server::start();
+    let mut p = client(&server, &["--max-frame-bytes", "1024", "-j", "room:1"]);
+    p.topic_event("joined", "room:1");
+    p.send(r#"{"push":"room:1","event":"flood","payload":{"count":1,"size":4096},"id":1}"#);
+    let disconnected = p.event("disconnected");
+    assert!(
+        disconnected["reason"]
+            .as_str()
+            .unwrap()
+            .contains("max_frame_size"),
+        "{disconnected}"
+    );
+    assert_eq!(p.reply(json!(1))["status"], "failed");
+    p.event("connected");
+    p.topic_event("joined", "room:1");
+    p.close_stdin();
+    assert_eq!(p.finish(), 0, "{}", p.report());
+}
