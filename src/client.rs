@@ -24,6 +24,7 @@ use crate::actor::SlipstreamActor;
 use crate::channel::ReplyTo;
 use crate::config::Config;
 use crate::error::{ConfigError, JoinError, PushError};
+use crate::frame_guard::FrameGuard;
 use crate::message::{Event, Message, Payload, Reply, Topic};
 use crate::serializer::Frame;
 use crate::socket::Socket;
@@ -323,6 +324,8 @@ impl<A: SlipstreamActor> Client<A> {
     }
 
     fn open(&mut self, gen: u64, framed: Framed<BoxedSocket, ws::Codec>, ctx: &mut Context<Self>) {
+        let max = self.state.config().max_frame_size;
+        let framed = framed.into_map_codec(|codec| FrameGuard::new(codec, max));
         let (sink, stream) = framed.split();
         let (tx, rx) = mpsc::channel(self.state.config().send_buffer);
         let write_timeout = self.state.config().write_timeout;
@@ -544,7 +547,7 @@ impl<A: SlipstreamActor> Client<A> {
 
 /// Writes queued frames, batching whatever is ready into one flush.
 async fn run_writer(
-    mut sink: SplitSink<Framed<BoxedSocket, ws::Codec>, ws::Message>,
+    mut sink: SplitSink<Framed<BoxedSocket, FrameGuard>, ws::Message>,
     mut rx: mpsc::Receiver<ws::Message>,
     write_timeout: Duration,
 ) -> Result<(), String> {

@@ -22,6 +22,7 @@ pub mod channel;
 pub mod client;
 pub mod config;
 pub mod error;
+mod frame_guard;
 mod heartbeat;
 pub mod message;
 pub mod registry;

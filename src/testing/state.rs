@@ -242,6 +242,8 @@ pub struct Counters {
     pub frames_sent: u64,
     /// Broadcasts not delivered to a socket because its command queue was full.
     pub broadcasts_dropped: u64,
+    /// Pong frames received on all sockets (answers to [`RawFrame::Ping`](super::RawFrame::Ping)).
+    pub pongs_received: u64,
 }
 
 pub(crate) struct SocketEntry {
