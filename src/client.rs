@@ -259,9 +259,11 @@ impl<A: SlipstreamActor> Client<A> {
         {
             connector = connector.rustls_0_23(crate::tls::client_config(&config.tls)?);
         }
+        // No `max_http_version` here: awc's builder rebuilds the connector's TLS config
+        // for it, which drops ours (no TLS at all, or other roots). Websockets are HTTP/1.1
+        // anyway, and our rustls config offers only `http/1.1` through ALPN.
         let client = awc::Client::builder()
             .connector(connector)
-            .max_http_version(awc::http::Version::HTTP_11)
             .timeout(config.connect_timeout)
             .finish();
         self.http = Some(client.clone());
