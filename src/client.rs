@@ -607,6 +607,14 @@ impl<A: SlipstreamActor> StreamHandler<Inbound> for Client<A> {
             .as_ref()
             .is_some_and(|io| io.gen == gen && io.reader.is_some())
         {
+            // A connection the client is closing: the handshake is done once the server
+            // answers with its close frame (or the connection ends).
+            if matches!(
+                item.frame,
+                None | Some(Err(_)) | Some(Ok(ws::Frame::Close(_)))
+            ) {
+                self.finish_closing(gen, ctx);
+            }
             return;
         }
         match item.frame {

@@ -313,6 +313,12 @@ impl ServerState {
         self.sockets.len()
     }
 
+    /// How many TCP connections are open (websockets, connections still in their HTTP
+    /// handshake, and hung ones): a connection counts until its TCP socket is closed.
+    pub fn open_connections(&self) -> usize {
+        self.conns.len()
+    }
+
     /// A socket by id: connected, or one of the last [`PAST_SOCKETS`] disconnected.
     pub fn socket(&self, id: SocketId) -> Option<&SocketInfo> {
         self.entry(id).map(|e| &e.info)
