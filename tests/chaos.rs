@@ -343,7 +343,7 @@ async fn clients_recover_from_random_faults_and_every_push_gets_exactly_one_outc
                 let id = (c as u64) << 40 | n;
                 let topic = topics(c)[n as usize % TOPICS_PER_CLIENT].clone();
                 outcomes.lock().unwrap().made += 1;
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     let (addr, outcomes, changed) =
                         (addr.clone(), outcomes.clone(), changed.clone());
                     actix_rt::spawn(async move {
@@ -484,6 +484,16 @@ async fn clients_recover_from_random_faults_and_every_push_gets_exactly_one_outc
         .expect("the checker stops")
         .unwrap();
 
+    // The clients never stopped, and hold no reply waiter.
+    let mut connects = 0;
+    for addr in &clients {
+        assert!(addr.connected(), "a client stopped");
+        let status = addr.send(GetStatus).await.unwrap();
+        assert_eq!(status.pending_replies, 0, "{status:#?}");
+        assert!(status.topics.iter().all(|t| t.buffered_pushes == 0));
+        connects += status.connects;
+    }
+
     // Every push: exactly one outcome; a reply carries its own id.
     let o = outcomes.lock().unwrap();
     assert!(o.lost.is_empty(), "pushes without an outcome: {:?}", o.lost);
@@ -528,15 +538,6 @@ async fn clients_recover_from_random_faults_and_every_push_gets_exactly_one_outc
         checker.violations
     );
     assert_eq!(checker.gaps, 0, "the checker missed server events");
-    // The clients never stopped, and hold no reply waiter.
-    let mut connects = 0;
-    for addr in &clients {
-        assert!(addr.connected(), "a client stopped");
-        let status = addr.send(GetStatus).await.unwrap();
-        assert_eq!(status.pending_replies, 0, "{status:#?}");
-        assert!(status.topics.iter().all(|t| t.buffered_pushes == 0));
-        connects += status.connects;
-    }
     let mut kinds: Vec<_> = kinds.into_iter().collect();
     kinds.sort();
     recoveries.sort();
