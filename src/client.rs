@@ -26,6 +26,7 @@ use crate::actor::SlipstreamActor;
 use crate::channel::ReplyTo;
 use crate::config::Config;
 use crate::error::{ConfigError, JoinError, PushError};
+use crate::frame_guard::FrameGuard;
 use crate::handle::{Subscribe, Subscription, TopicMessage};
 use crate::message::{Event, Message, Payload, Reply, Topic};
 use crate::serializer::Frame;
@@ -285,9 +286,11 @@ impl<A: SlipstreamActor> Client<A> {
         {
             connector = connector.rustls_0_23(crate::tls::client_config(&config.tls)?);
         }
+        // No `max_http_version` here: awc's builder rebuilds the connector's TLS config
+        // for it, which drops ours (no TLS at all, or other roots). Websockets are HTTP/1.1
+        // anyway, and our rustls config offers only `http/1.1` through ALPN.
         let client = awc::Client::builder()
             .connector(connector)
-            .max_http_version(awc::http::Version::HTTP_11)
             .timeout(config.connect_timeout)
             .finish();
         self.http = Some(client.clone());
@@ -350,6 +353,8 @@ impl<A: SlipstreamActor> Client<A> {
     }
 
     fn open(&mut self, gen: u64, framed: Framed<BoxedSocket, ws::Codec>, ctx: &mut Context<Self>) {
+        let max = self.state.config().max_frame_size;
+        let framed = framed.into_map_codec(|codec| FrameGuard::new(codec, max));
         let (sink, stream) = framed.split();
         let (tx, rx) = mpsc::channel(self.state.config().send_buffer);
         let write_timeout = self.state.config().write_timeout;
@@ -589,7 +594,7 @@ impl<A: SlipstreamActor> Client<A> {
 
 /// Writes queued frames, batching whatever is ready into one flush.
 async fn run_writer(
-    mut sink: SplitSink<Framed<BoxedSocket, ws::Codec>, ws::Message>,
+    mut sink: SplitSink<Framed<BoxedSocket, FrameGuard>, ws::Message>,
     mut rx: mpsc::Receiver<ws::Message>,
     write_timeout: Duration,
 ) -> Result<(), String> {
@@ -647,9 +652,12 @@ impl<A: SlipstreamActor> StreamHandler<Inbound> for Client<A> {
             .as_ref()
             .is_some_and(|io| io.gen == gen && io.reader.is_some())
         {
-            // A connection the client is closing: its end is the server's close
-            // frame, or the end of the stream.
-            if let Some(Ok(ws::Frame::Close(_)) | Err(_)) | None = item.frame {
+            // A connection the client is closing: the handshake is done once the server
+            // answers with its close frame (or the connection ends).
+            if matches!(
+                item.frame,
+                None | Some(Err(_)) | Some(Ok(ws::Frame::Close(_)))
+            ) {
                 self.finish_closing(gen, ctx);
             }
             return;

@@ -212,11 +212,23 @@ impl fmt::Debug for Config {
     }
 }
 
-/// The URL without its query string (which may hold secrets).
+/// The URL without what may hold secrets: its query string, fragment and user info
+/// (`ws://user:pass@host/socket?token=t` gives `ws://<redacted>@host/socket?<redacted>`).
 pub(crate) fn redact_url(url: &str) -> String {
-    match url.split_once('?') {
-        Some((base, _)) => format!("{base}?<redacted>"),
-        None => url.to_owned(),
+    let (mut base, rest) = match url.find(['?', '#']) {
+        Some(i) => (url[..i].to_owned(), Some(&url[i..=i])),
+        None => (url.to_owned(), None),
+    };
+    if let Some(scheme_end) = base.find("://") {
+        let start = scheme_end + 3;
+        let end = base[start..].find('/').map_or(base.len(), |i| start + i);
+        if let Some(at) = base[start..end].rfind('@') {
+            base.replace_range(start..start + at, "<redacted>");
+        }
+    }
+    match rest {
+        Some(sep) => format!("{base}{sep}<redacted>"),
+        None => base,
     }
 }
 
@@ -401,6 +413,33 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("token=<redacted>"));
+    }
+
+    #[test]
+    fn redacted_urls_keep_no_query_fragment_or_user_info() {
+        for (url, redacted) in [
+            ("ws://h:4000/socket", "ws://h:4000/socket"),
+            ("ws://h/socket?token=s3cret", "ws://h/socket?<redacted>"),
+            ("ws://h/socket#s3cret", "ws://h/socket#<redacted>"),
+            (
+                "wss://me:s3cret@h/socket?a=1#x",
+                "wss://<redacted>@h/socket?<redacted>",
+            ),
+            ("ws://s3cret@h", "ws://<redacted>@h"),
+            ("not a url?s3cret", "not a url?<redacted>"),
+        ] {
+            assert_eq!(redact_url(url), redacted);
+        }
+    }
+
+    #[test]
+    fn debug_redacts_user_info_and_dynamic_params() {
+        let c = Config::new("ws://me:s3cret@h/socket")
+            .params_fn(|| vec![("token".into(), "s3cret".into())])
+            .header("x-api-key", "s3cret");
+        let s = format!("{c:?}");
+        assert!(!s.contains("s3cret"), "{s}");
+        assert!(s.contains("Dynamic(<closure>)") && s.contains("x-api-key: <redacted>"));
     }
 
     #[test]

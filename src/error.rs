@@ -81,7 +81,7 @@ pub enum ConfigError {
     /// The socket URL cannot be parsed.
     #[error("invalid socket URL {url:?}: {reason}")]
     InvalidUrl {
-        /// The URL as given.
+        /// The URL as given, without its query, fragment and user info (they may hold secrets).
         url: String,
         /// What is wrong with it.
         reason: String,

@@ -26,6 +26,7 @@ pub mod channel;
 pub mod client;
 pub mod config;
 pub mod error;
+mod frame_guard;
 pub mod handle;
 mod heartbeat;
 pub mod logging;

@@ -83,6 +83,12 @@ impl<A: SlipstreamActor> Socket<'_, A> {
         )
     }
 
+    /// Timers held by the state machine (for leak checks in tests).
+    #[doc(hidden)]
+    pub fn timer_count(&self) -> usize {
+        self.state.timer_count()
+    }
+
     /// Connects, unless connected or connecting.
     pub fn connect(&mut self) {
         self.state.connect();

@@ -1403,3 +1403,10 @@ impl State {
 #[cfg(test)]
 #[path = "state_tests.rs"]
 mod tests;
+
+#[cfg(feature = "fuzzing")]
+#[path = "state_fuzzing.rs"]
+mod fuzzing;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use fuzzing::{FuzzEffect, JoinReceiver, PushReceiver};

@@ -33,8 +33,10 @@ pub fn socket_url(
     params: &[(String, String)],
     serializer: Serializer,
 ) -> Result<Url, ConfigError> {
+    // The URL is redacted: its query or user info may hold a token, and config errors
+    // are logged and shown in `DisconnectReason`s.
     let invalid = |reason: &str| ConfigError::InvalidUrl {
-        url: base.to_owned(),
+        url: crate::config::redact_url(base),
         reason: reason.to_owned(),
     };
     let mut url = Url::parse(base).map_err(|e| invalid(&e.to_string()))?;
@@ -72,6 +74,16 @@ pub fn socket_url(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invalid_url_error_does_not_repeat_its_query() {
+        let err = build("ws://me:pw1@h/socket?token=s3cret&vsn=2.0.0").unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("pw1"),
+            "{shown}"
+        );
+    }
 
     fn build(base: &str) -> Result<String, ConfigError> {
         socket_url(base, &[], Serializer::V2).map(String::from)

@@ -102,6 +102,7 @@ pub use state::{
 };
 
 use server::{Config, Ctl, Shared};
+pub use socket::RawFrame;
 use socket::SocketCmd;
 
 /// How long a connection refused with [`Refusal::Hang`] is held at most.
@@ -141,6 +142,10 @@ pub enum Error {
     /// The server's thread could not be started or failed while starting.
     #[error("the test server thread failed: {0}")]
     Thread(String),
+    /// The certificate or key given to [`TestServerBuilder::tls`] is not usable.
+    #[cfg(feature = "testing-tls")]
+    #[error("invalid TLS certificate or key: {0}")]
+    Tls(String),
 }
 
 /// Builds a [`TestServer`]. See [`TestServer::builder`] and [`TestServer::phoenix_demo`].
@@ -155,6 +160,8 @@ pub struct TestServerBuilder {
     close_grace: Duration,
     port: u16,
     record_frames: bool,
+    #[cfg(feature = "testing-tls")]
+    tls: Option<(Vec<Vec<u8>>, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for TestServerBuilder {
@@ -186,6 +193,8 @@ impl Default for TestServerBuilder {
             close_grace: Duration::from_secs(2),
             port: 0,
             record_frames: true,
+            #[cfg(feature = "testing-tls")]
+            tls: None,
         }
     }
 }
@@ -272,8 +281,28 @@ impl TestServerBuilder {
         self
     }
 
-    fn into_shared(self) -> Shared {
-        Shared::new(
+    /// Serves `wss://` (TLS through rustls with the ring provider) with this
+    /// certificate chain (DER, leaf first) and PKCS#8 private key (DER), instead of
+    /// plain `ws://`. [`TestServer::url`] then gives a `wss://` URL. Feature `testing-tls`.
+    ///
+    /// A client trusts such a server only when given its root
+    /// ([`Config::tls_root_certificates`](crate::Config::tls_root_certificates)).
+    #[cfg(feature = "testing-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "testing-tls")))]
+    pub fn tls(mut self, cert_chain: Vec<Vec<u8>>, key_pkcs8: Vec<u8>) -> Self {
+        self.tls = Some((cert_chain, key_pkcs8));
+        self
+    }
+
+    fn into_shared(self) -> Result<Shared, Error> {
+        #[cfg(feature = "testing-tls")]
+        let tls = match self.tls {
+            Some((chain, key)) => {
+                Some(server::tls_config(chain, key).map_err(|e| Error::Tls(e.to_string()))?)
+            }
+            None => None,
+        };
+        Ok(Shared::new(
             Config {
                 routes: self.routes,
                 connect: self.connect,
@@ -284,9 +313,11 @@ impl TestServerBuilder {
                 max_connections: self.max_connections,
                 close_grace: self.close_grace,
                 port: self.port,
+                #[cfg(feature = "testing-tls")]
+                tls,
             },
             self.record_frames,
-        )
+        ))
     }
 
     /// Starts the server on the current actix System (see the [module doc](self)).
@@ -308,7 +339,7 @@ impl TestServerBuilder {
         let addr = listener
             .local_addr()
             .map_err(|source| Error::Bind { port, source })?;
-        let shared = Arc::new(self.into_shared());
+        let shared = Arc::new(self.into_shared()?);
         let (ctl_tx, ctl_rx) = mpsc::channel(16);
         let (ready_tx, ready_rx) = oneshot::channel();
         let task = actix_rt::spawn(server::control(shared.clone(), ctl_rx, listener, ready_tx));
@@ -424,19 +455,33 @@ impl TestServer {
         builder
     }
 
-    /// The socket URL to give a client: `ws://127.0.0.1:PORT/socket` (the websocket
-    /// itself is served at `/socket/websocket`).
+    /// The socket URL to give a client: `ws://127.0.0.1:PORT/socket` (`wss://` when
+    /// serving TLS; the websocket itself is served at `/socket/websocket`).
     pub fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}/socket", self.port)
+        format!("{}://127.0.0.1:{}/socket", self.scheme(), self.port)
     }
 
-    /// The websocket URL with a query: `ws://127.0.0.1:PORT/socket/websocket?QUERY`.
+    /// The websocket URL with a query: `ws://127.0.0.1:PORT/socket/websocket?QUERY`
+    /// (`wss://` when serving TLS).
     pub fn websocket_url(&self, query: &str) -> String {
+        let scheme = self.scheme();
         if query.is_empty() {
-            format!("ws://127.0.0.1:{}/socket/websocket", self.port)
+            format!("{scheme}://127.0.0.1:{}/socket/websocket", self.port)
         } else {
-            format!("ws://127.0.0.1:{}/socket/websocket?{query}", self.port)
+            format!(
+                "{scheme}://127.0.0.1:{}/socket/websocket?{query}",
+                self.port
+            )
         }
+    }
+
+    /// `wss` when serving TLS, else `ws`.
+    fn scheme(&self) -> &'static str {
+        #[cfg(feature = "testing-tls")]
+        if self.shared.cfg.tls.is_some() {
+            return "wss";
+        }
+        "ws"
     }
 
     /// The listening address (the port stays the same across restarts).
@@ -690,6 +735,53 @@ impl TestServer {
         ids.into_iter()
             .filter(|id| self.shared.drop_socket(*id))
             .count()
+    }
+
+    /// Sends a websocket frame as is on a socket, outside the Phoenix protocol and
+    /// whatever its silence mode: garbage text or binary, pings, pongs, a message in
+    /// fragments, a frame larger than the client accepts... (see [`RawFrame`]). To send
+    /// a well-formed Phoenix frame the client does not expect (a reply to a ref it never
+    /// used, a message on a topic it never joined), encode it with
+    /// [`Serializer::encode_server`](crate::Serializer::encode_server) and send it as
+    /// [`RawFrame::Text`] or [`RawFrame::Binary`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownSocket`], [`Error::Timeout`] when its command queue stays full.
+    pub async fn send_raw(&self, socket: SocketId, frame: RawFrame) -> Result<(), Error> {
+        let tx = self
+            .state(|s| s.sockets.get(&socket).and_then(|e| e.cmd.clone()))
+            .ok_or(Error::UnknownSocket(socket))?;
+        send_cmd(&tx, SocketCmd::Raw(frame), socket).await
+    }
+
+    /// Crashes a channel a socket joined, as if its process raised: the channel ends
+    /// and the client gets `phx_error` (it rejoins by default). Returns once the socket
+    /// has been told; wait for [`ServerEvent::Left`] with [`LeaveReason::Crashed`] to
+    /// see it done.
+    ///
+    /// # Errors
+    /// [`Error::UnknownSocket`], [`Error::NotJoined`], [`Error::Timeout`].
+    pub async fn crash_channel(
+        &self,
+        socket: SocketId,
+        topic: impl Into<Topic>,
+    ) -> Result<(), Error> {
+        let topic = topic.into();
+        let tx = self.state(|s| {
+            let info = s.socket(socket).filter(|i| i.disconnect.is_none());
+            match info {
+                None => Err(Error::UnknownSocket(socket)),
+                Some(i) if !i.is_joined(topic.as_str()) => {
+                    Err(Error::NotJoined(socket, topic.clone()))
+                }
+                Some(_) => s
+                    .sockets
+                    .get(&socket)
+                    .and_then(|e| e.cmd.clone())
+                    .ok_or(Error::UnknownSocket(socket)),
+            }
+        })?;
+        send_cmd(&tx, SocketCmd::Crash(topic), socket).await
     }
 
     /// Silences a socket (`Some(mode)`: a half-open link, see [`Silence`]) or makes it

@@ -49,6 +49,25 @@ pub(crate) struct Config {
     pub(crate) max_connections: usize,
     pub(crate) close_grace: Duration,
     pub(crate) port: u16,
+    /// Serve TLS with this configuration.
+    #[cfg(feature = "testing-tls")]
+    pub(crate) tls: Option<rustls::ServerConfig>,
+}
+
+/// The rustls server configuration (ring provider) for a certificate chain and a
+/// PKCS#8 key, all DER.
+#[cfg(feature = "testing-tls")]
+pub(crate) fn tls_config(
+    chain: Vec<Vec<u8>>,
+    key: Vec<u8>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let chain: Vec<CertificateDer<'static>> = chain.into_iter().map(CertificateDer::from).collect();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
 }
 
 /// State shared by the handle, the control task and the socket tasks.
@@ -165,19 +184,44 @@ pub(crate) fn bind(port: u16) -> io::Result<TcpListener> {
 /// kills everything when every handle is gone.
 pub(crate) async fn control(
     shared: Arc<Shared>,
-    mut ctl: mpsc::Receiver<Ctl>,
+    ctl: mpsc::Receiver<Ctl>,
     listener: TcpListener,
     ready: oneshot::Sender<Result<(), String>>,
 ) {
-    let data = web::Data::from(shared.clone());
-    let app = App::new()
-        .app_data(data)
-        .route("/socket/websocket", web::get().to(upgrade))
-        .default_service(web::to(HttpResponse::NotFound));
+    let app = || {
+        App::new()
+            .app_data(web::Data::from(shared.clone()))
+            .route("/socket/websocket", web::get().to(upgrade))
+            .default_service(web::to(HttpResponse::NotFound))
+    };
+    let request_timeout = Duration::from_secs(5);
+    #[cfg(feature = "testing-tls")]
+    if let Some(tls) = shared.cfg.tls.clone() {
+        let factory = HttpService::build()
+            .client_request_timeout(request_timeout)
+            .finish(map_config(app(), |_| AppConfig::default()))
+            .rustls_0_23(tls);
+        return serve(shared, ctl, listener, ready, factory).await;
+    }
     let factory = HttpService::build()
-        .client_request_timeout(Duration::from_secs(5))
-        .finish(map_config(app, |_| AppConfig::default()))
+        .client_request_timeout(request_timeout)
+        .finish(map_config(app(), |_| AppConfig::default()))
         .tcp();
+    serve(shared, ctl, listener, ready, factory).await
+}
+
+/// The accept loop of [`control`], over a plain or TLS HTTP service.
+async fn serve<F>(
+    shared: Arc<Shared>,
+    mut ctl: mpsc::Receiver<Ctl>,
+    listener: TcpListener,
+    ready: oneshot::Sender<Result<(), String>>,
+    factory: F,
+) where
+    F: ServiceFactory<TcpStream, Config = (), InitError = ()>,
+    F::Service: 'static,
+    <F::Service as Service<TcpStream>>::Future: 'static,
+{
     let service = match factory.new_service(()).await {
         Ok(s) => std::rc::Rc::new(s),
         Err(()) => {
@@ -247,6 +291,7 @@ async fn accept(listener: Option<&TcpListener>) -> io::Result<(TcpStream, Socket
 fn on_accept<S>(shared: &Arc<Shared>, service: &std::rc::Rc<S>, stream: TcpStream, peer: SocketAddr)
 where
     S: Service<TcpStream> + 'static,
+    S::Future: 'static,
 {
     let conn_id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let refusal = shared.with_state(|s| {

@@ -5,7 +5,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Item, Session};
+use bytes::Bytes;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -42,6 +43,35 @@ pub(crate) enum SocketCmd {
     Close(u16),
     /// Change the silence mode.
     Silence(Option<Silence>),
+    /// Send a websocket frame as is, whatever the silence mode.
+    Raw(RawFrame),
+    /// Crash a joined channel: `phx_error`, as if its process raised.
+    Crash(Topic),
+}
+
+/// A websocket frame the test server sends as is, outside the Phoenix protocol (see
+/// [`TestServer::send_raw`](super::TestServer::send_raw)): for tests of how a client
+/// copes with a hostile or broken server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawFrame {
+    /// A text frame with any content (not necessarily a Phoenix message, or JSON).
+    Text(String),
+    /// A binary frame with any content.
+    Binary(Bytes),
+    /// A ping (at most 125 bytes of payload, or the frame is invalid).
+    Ping(Bytes),
+    /// An unsolicited pong.
+    Pong(Bytes),
+    /// One message split into fragments: a first text (`text: true`) or binary frame,
+    /// continuation frames, and a final one. Each part is one frame; the message is the
+    /// concatenation (it need not be valid UTF-8 even when `text`). Fewer than two parts
+    /// are sent as two frames, the second one empty.
+    Fragmented {
+        /// Whether the first frame is a text frame (else binary).
+        text: bool,
+        /// The fragments, in order.
+        parts: Vec<Bytes>,
+    },
 }
 
 struct Chan {
@@ -168,6 +198,13 @@ impl SocketTask {
     async fn on_cmd(&mut self, cmd: SocketCmd) -> Outcome {
         match cmd {
             SocketCmd::Close(code) => self.close(code).await,
+            SocketCmd::Raw(frame) => self.send_raw(frame).await,
+            SocketCmd::Crash(topic) => {
+                if !self.channels.contains_key(&topic) {
+                    return Ok(());
+                }
+                self.run_actions(topic, None, vec![Action::Crash]).await
+            }
             SocketCmd::Silence(s) => {
                 self.silence = s;
                 let id = self.id;
@@ -208,6 +245,48 @@ impl SocketTask {
                     payload,
                 );
                 self.send_now(&msg).await
+            }
+        }
+    }
+
+    async fn send_raw(&mut self, frame: RawFrame) -> Outcome {
+        let send_timeout = self.shared.cfg.send_timeout;
+        let mut items: Vec<Item> = Vec::new();
+        let sent = match frame {
+            RawFrame::Text(t) => tokio::time::timeout(send_timeout, self.session.text(t)).await,
+            RawFrame::Binary(b) => tokio::time::timeout(send_timeout, self.session.binary(b)).await,
+            RawFrame::Ping(b) => tokio::time::timeout(send_timeout, self.session.ping(&b)).await,
+            RawFrame::Pong(b) => tokio::time::timeout(send_timeout, self.session.pong(&b)).await,
+            RawFrame::Fragmented { text, mut parts } => {
+                while parts.len() < 2 {
+                    parts.push(Bytes::new());
+                }
+                let last = parts.len() - 1;
+                for (i, part) in parts.into_iter().enumerate() {
+                    items.push(match i {
+                        0 if text => Item::FirstText(part),
+                        0 => Item::FirstBinary(part),
+                        i if i == last => Item::Last(part),
+                        _ => Item::Continue(part),
+                    });
+                }
+                Ok(Ok(()))
+            }
+        };
+        let mut sent = sent;
+        for item in items {
+            sent = tokio::time::timeout(send_timeout, self.session.continuation(item)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                break;
+            }
+        }
+        match sent {
+            Err(_) => Err(DisconnectReason::SendTimeout),
+            Ok(Err(_)) => Err(DisconnectReason::ConnectionLost),
+            Ok(Ok(())) => {
+                self.shared
+                    .with_state_quiet(|s| s.counters.frames_sent += 1);
+                Ok(())
             }
         }
     }
@@ -275,7 +354,10 @@ impl SocketTask {
                 }
                 Ok(())
             }
-            Ok(AggregatedMessage::Pong(_)) => Ok(()),
+            Ok(AggregatedMessage::Pong(_)) => {
+                self.shared.with_state(|s| s.counters.pongs_received += 1);
+                Ok(())
+            }
             Ok(AggregatedMessage::Close(reason)) => {
                 if silent {
                     // A half-open link does not answer the close handshake.

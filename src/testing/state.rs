@@ -242,6 +242,8 @@ pub struct Counters {
     pub frames_sent: u64,
     /// Broadcasts not delivered to a socket because its command queue was full.
     pub broadcasts_dropped: u64,
+    /// Pong frames received on all sockets (answers to [`RawFrame::Ping`](super::RawFrame::Ping)).
+    pub pongs_received: u64,
 }
 
 pub(crate) struct SocketEntry {
@@ -309,6 +311,12 @@ impl ServerState {
     /// How many sockets are connected.
     pub fn socket_count(&self) -> usize {
         self.sockets.len()
+    }
+
+    /// How many TCP connections are open (websockets, connections still in their HTTP
+    /// handshake, and hung ones): a connection counts until its TCP socket is closed.
+    pub fn open_connections(&self) -> usize {
+        self.conns.len()
     }
 
     /// A socket by id: connected, or one of the last [`PAST_SOCKETS`] disconnected.
