@@ -540,6 +540,18 @@ async fn a_continuation_without_a_first_frame_is_a_protocol_error() {
 }
 
 #[actix_rt::test]
+async fn a_data_frame_inside_a_fragmented_message_is_a_protocol_error() {
+    // A first text fragment (FIN clear), then a whole text frame before the message
+    // ended: the websocket codec refuses it.
+    const FRAMES: &[u8] = &[0x01, 0x02, b'h', b'i', 0x81, 0x02, b'y', b'o'];
+    let reason = against_raw_server(Hostile::AfterUpgrade(FRAMES)).await;
+    assert!(
+        matches!(&reason, DisconnectReason::Protocol(e) if e.contains("continuation")),
+        "{reason:?}"
+    );
+}
+
+#[actix_rt::test]
 async fn an_upgrade_with_a_wrong_accept_key_is_a_failed_connect() {
     const ANSWER: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: d3JvbmcgYWNjZXB0IGtleSE=\r\n\r\n";
     let reason = against_raw_server(Hostile::Upgrade(ANSWER)).await;
