@@ -128,7 +128,6 @@ impl fmt::Display for TopicCloseReason {
 }
 
 /// One topic: its state, join params, buffered pushes and rejoin backoff.
-#[derive(Debug)]
 pub(crate) struct Channel {
     pub(crate) state: ChannelState,
     pub(crate) params: Value,
@@ -139,6 +138,18 @@ pub(crate) struct Channel {
     pub(crate) last_response: Option<Payload>,
     /// A join was asked for while the leave was in flight.
     pub(crate) rejoin_after_leave: bool,
+}
+
+impl fmt::Debug for Channel {
+    /// Join params and payloads are left out: they may carry secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("state", &self.state)
+            .field("buffered", &self.buffer.len())
+            .field("join_waiters", &self.join_waiters.len())
+            .field("rejoin", &self.rejoin)
+            .finish()
+    }
 }
 
 impl Channel {

@@ -13,13 +13,23 @@ use serde_json::Value;
 use crate::message::Topic;
 
 /// The wanted topics and their join params, in the order they were first joined.
-#[derive(Debug, Default, Clone)]
+/// Its `Debug` output lists the topics only: join params may carry secrets.
+#[derive(Default, Clone)]
 pub struct TopicRegistry {
     entries: HashMap<Topic, Entry>,
     next_seq: u64,
 }
 
-#[derive(Debug, Clone)]
+impl std::fmt::Debug for TopicRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let topics: Vec<&str> = self.entries.keys().map(Topic::as_str).collect();
+        f.debug_struct("TopicRegistry")
+            .field("topics", &topics)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
 struct Entry {
     params: Value,
     seq: u64,
