@@ -316,7 +316,7 @@ fn run_client(
             match (sc.control, ev) {
                 (Control::Rejoin, "ready") => {
                     // Alternate graceful stops (close 1012) and kills (no close frame).
-                    let graceful = restarts % 2 == 0;
+                    let graceful = restarts.is_multiple_of(2);
                     restarts += 1;
                     kinds.push(if graceful { "graceful" } else { "killed" });
                     srv.restart(graceful)?;
@@ -517,6 +517,12 @@ fn find_peers(root: &Path, opts: &Opts) -> (Vec<ClientSpec>, Vec<String>) {
         let mut c = Vec::new();
         if let Ok(t) = std::env::var("CARGO_TARGET_DIR") {
             c.push(PathBuf::from(t).join("release/raw-rust-peer"));
+        }
+        if let Some(dir) = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(Path::to_owned))
+        {
+            c.push(dir.join("raw-rust-peer"));
         }
         c.push(root.join("benches/peers/raw-rust/target/release/raw-rust-peer"));
         c.into_iter().find(|p| p.exists())

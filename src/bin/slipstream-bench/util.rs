@@ -164,7 +164,7 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
     if p >= 100.0 {
         return v[v.len() - 1];
     }
-    if (p - 50.0).abs() < f64::EPSILON && v.len() % 2 == 0 {
+    if (p - 50.0).abs() < f64::EPSILON && v.len().is_multiple_of(2) {
         return (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0;
     }
     let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;

@@ -44,7 +44,10 @@ impl Opts {
         self.0.get(k).map(String::as_str).unwrap_or("")
     }
     fn num(&self, k: &str, default: u64) -> u64 {
-        self.0.get(k).and_then(|v| v.parse().ok()).unwrap_or(default)
+        self.0
+            .get(k)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     }
 }
 
@@ -75,8 +78,16 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-fn encode(join_ref: Option<&str>, reference: &str, topic: &str, event: &str, payload: &Value) -> Message {
-    Message::text(serde_json::to_string(&(join_ref, reference, topic, event, payload)).expect("encode"))
+fn encode(
+    join_ref: Option<&str>,
+    reference: &str,
+    topic: &str,
+    event: &str,
+    payload: &Value,
+) -> Message {
+    Message::text(
+        serde_json::to_string(&(join_ref, reference, topic, event, payload)).expect("encode"),
+    )
 }
 
 fn decode(msg: &Message) -> Option<Frame> {
@@ -88,7 +99,11 @@ fn decode(msg: &Message) -> Option<Frame> {
 
 async fn connect(url: &str, read_buffer: Option<usize>) -> Res<Ws> {
     let url = format!("{url}/websocket?token=bench&vsn=2.0.0");
-    let config = read_buffer.map(|n| WebSocketConfig::default().read_buffer_size(n).write_buffer_size(0));
+    let config = read_buffer.map(|n| {
+        WebSocketConfig::default()
+            .read_buffer_size(n)
+            .write_buffer_size(0)
+    });
     let (ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), config, true)
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -97,9 +112,15 @@ async fn connect(url: &str, read_buffer: Option<usize>) -> Res<Ws> {
 
 /// Sends a join and waits for its reply.
 async fn join(ws: &mut Ws, topic: &str, join_ref: &str) -> Res<()> {
-    ws.send(encode(Some(join_ref), join_ref, topic, "phx_join", &json!({})))
-        .await
-        .map_err(|e| e.to_string())?;
+    ws.send(encode(
+        Some(join_ref),
+        join_ref,
+        topic,
+        "phx_join",
+        &json!({}),
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
     while let Some(m) = ws.next().await {
         let m = m.map_err(|e| e.to_string())?;
         if let Some((_, Some(r), _, ev, _)) = decode(&m) {
@@ -124,14 +145,22 @@ async fn echo(url: &str, o: &Opts) -> Res<Value> {
     let mut sent = 0u64;
     let (mut received, mut errors) = (0u64, 0u64);
     while sent < inflight {
-        ws.feed(encode(Some("1"), &(sent + 2).to_string(), TOPIC, "echo", &json!({ "n": sent })))
-            .await
-            .map_err(|e| e.to_string())?;
+        ws.feed(encode(
+            Some("1"),
+            &(sent + 2).to_string(),
+            TOPIC,
+            "echo",
+            &json!({ "n": sent }),
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
         sent += 1;
     }
     ws.flush().await.map_err(|e| e.to_string())?;
     while received < total {
-        let Some(m) = ws.next().await else { return Err("closed".into()) };
+        let Some(m) = ws.next().await else {
+            return Err("closed".into());
+        };
         let m = m.map_err(|e| e.to_string())?;
         if let Some((_, Some(_), _, ev, payload)) = decode(&m) {
             if ev != "phx_reply" {
@@ -142,16 +171,24 @@ async fn echo(url: &str, o: &Opts) -> Res<Value> {
                 errors += 1;
             }
             if sent < total {
-                ws.send(encode(Some("1"), &(sent + 2).to_string(), TOPIC, "echo", &json!({ "n": sent })))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                ws.send(encode(
+                    Some("1"),
+                    &(sent + 2).to_string(),
+                    TOPIC,
+                    "echo",
+                    &json!({ "n": sent }),
+                ))
+                .await
+                .map_err(|e| e.to_string())?;
                 sent += 1;
             }
         }
     }
     let (cpu, wall) = (cpu_seconds() - cpu0, t0.elapsed().as_secs_f64());
-    Ok(json!({"scenario": "echo", "variant": "raw", "n": total, "inflight": inflight,
-        "received": received, "errors": errors, "cpu_s": cpu, "wall_s": wall, "rss_kib": rss_kib()}))
+    Ok(
+        json!({"scenario": "echo", "variant": "raw", "n": total, "inflight": inflight,
+        "received": received, "errors": errors, "cpu_s": cpu, "wall_s": wall, "rss_kib": rss_kib()}),
+    )
 }
 
 async fn flood(url: &str, o: &Opts) -> Res<Value> {
@@ -160,17 +197,27 @@ async fn flood(url: &str, o: &Opts) -> Res<Value> {
     let mut ws = connect(url, None).await?;
     join(&mut ws, TOPIC, "1").await?;
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
-    ws.send(encode(Some("1"), "2", TOPIC, "flood", &json!({"count": count, "size": size})))
-        .await
-        .map_err(|e| e.to_string())?;
+    ws.send(encode(
+        Some("1"),
+        "2",
+        TOPIC,
+        "flood",
+        &json!({"count": count, "size": size}),
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
     let (mut received, mut frames, mut bytes) = (0u64, 0u64, 0u64);
     let reply_count;
     loop {
-        let Some(m) = ws.next().await else { return Err("closed".into()) };
+        let Some(m) = ws.next().await else {
+            return Err("closed".into());
+        };
         let m = m.map_err(|e| e.to_string())?;
         frames += 1;
         bytes += m.len() as u64;
-        let Some((_, r, _, ev, payload)) = decode(&m) else { continue };
+        let Some((_, r, _, ev, payload)) = decode(&m) else {
+            continue;
+        };
         if ev == "flooded" {
             received += 1;
         } else if ev == "phx_reply" && r.as_deref() == Some("2") {
@@ -179,10 +226,12 @@ async fn flood(url: &str, o: &Opts) -> Res<Value> {
         }
     }
     let (cpu, wall) = (cpu_seconds() - cpu0, t0.elapsed().as_secs_f64());
-    Ok(json!({"scenario": "flood", "count": count, "received": received, "reply_count": reply_count,
+    Ok(
+        json!({"scenario": "flood", "count": count, "received": received, "reply_count": reply_count,
         "dropped": reply_count.saturating_sub(received), "ok": received == reply_count && reply_count == count,
         "frame_bytes": bytes as f64 / frames.max(1) as f64, "cpu_s": cpu, "wall_s": wall,
-        "msgs_per_s": received as f64 / wall, "rss_kib": rss_kib()}))
+        "msgs_per_s": received as f64 / wall, "rss_kib": rss_kib()}),
+    )
 }
 
 async fn memory(url: &str, o: &Opts) -> Res<Value> {
@@ -202,9 +251,15 @@ async fn memory(url: &str, o: &Opts) -> Res<Value> {
                 let mut ws = connect(&url, Some(4096)).await?;
                 for t in 0..topics {
                     let jr = (t + 1).to_string();
-                    ws.send(encode(Some(&jr), &jr, &format!("room:s{s}t{t}"), "phx_join", &json!({})))
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    ws.send(encode(
+                        Some(&jr),
+                        &jr,
+                        &format!("room:s{s}t{t}"),
+                        "phx_join",
+                        &json!({}),
+                    ))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 }
                 // Read forever (replies counted), as a client holding the socket would.
                 while let Some(m) = ws.next().await {
@@ -226,7 +281,10 @@ async fn memory(url: &str, o: &Opts) -> Res<Value> {
     let deadline = Instant::now() + Duration::from_secs(300);
     while joined.load(Ordering::Relaxed) < want {
         if Instant::now() > deadline {
-            return Err(format!("only {} of {want} joined", joined.load(Ordering::Relaxed)));
+            return Err(format!(
+                "only {} of {want} joined",
+                joined.load(Ordering::Relaxed)
+            ));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -255,7 +313,10 @@ async fn rejoin(url: &str, o: &Opts) -> Res<Value> {
         let mut ws = match connect(url, None).await {
             Ok(ws) => ws,
             Err(_) => {
-                tokio::time::sleep(Duration::from_millis(backoff[attempt.min(backoff.len() - 1)])).await;
+                tokio::time::sleep(Duration::from_millis(
+                    backoff[attempt.min(backoff.len() - 1)],
+                ))
+                .await;
                 attempt += 1;
                 continue;
             }
@@ -268,15 +329,23 @@ async fn rejoin(url: &str, o: &Opts) -> Res<Value> {
         for t in 0..topics {
             let r = next_ref.to_string();
             next_ref += 1;
-            ws.feed(encode(Some(&r), &r, &format!("room:r{t}"), "phx_join", &json!({})))
-                .await
-                .map_err(|e| e.to_string())?;
+            ws.feed(encode(
+                Some(&r),
+                &r,
+                &format!("room:r{t}"),
+                "phx_join",
+                &json!({}),
+            ))
+            .await
+            .map_err(|e| e.to_string())?;
             pending.insert(r);
         }
         ws.flush().await.map_err(|e| e.to_string())?;
         let mut first = f64::NAN;
         while let Some(Ok(m)) = ws.next().await {
-            let Some((_, Some(r), _, ev, _)) = decode(&m) else { continue };
+            let Some((_, Some(r), _, ev, _)) = decode(&m) else {
+                continue;
+            };
             if ev == "phx_reply" && pending.remove(&r) {
                 let ms = opened.elapsed().as_secs_f64() * 1000.0;
                 if first.is_nan() {
@@ -296,20 +365,30 @@ async fn rejoin(url: &str, o: &Opts) -> Res<Value> {
         }
     }
     let last: Vec<f64> = results.iter().map(|r| r.1).collect();
-    Ok(json!({"scenario": "rejoin", "topics": topics, "restarts": results.len(),
+    Ok(
+        json!({"scenario": "rejoin", "topics": topics, "restarts": results.len(),
         "last_join_ms": last, "first_join_ms": results.iter().map(|r| r.0).collect::<Vec<_>>(),
-        "median_ms": median(&last), "max_ms": last.iter().copied().fold(f64::NAN, f64::max), "connects": connects}))
+        "median_ms": median(&last), "max_ms": last.iter().copied().fold(f64::NAN, f64::max), "connects": connects}),
+    )
 }
 
 fn main() {
     let o = Opts::parse();
     let runtime = o.str("runtime").to_owned();
     let rt = match runtime.as_str() {
-        "multi-thread" => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
-        _ => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        "multi-thread" => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
     }
     .expect("runtime");
-    let client = if runtime == "multi-thread" { "rawrust-mt" } else { "rawrust-ct" };
+    let client = if runtime == "multi-thread" {
+        "rawrust-mt"
+    } else {
+        "rawrust-ct"
+    };
     let scenario = o.str("scenario").to_owned();
     let url = o.str("url").to_owned();
     let result = rt.block_on(async {
@@ -318,7 +397,9 @@ fn main() {
             "flood" => flood(&url, &o).await,
             "memory" => memory(&url, &o).await,
             "rejoin" => rejoin(&url, &o).await,
-            "heartbeat" | "reconnect-spread" => Ok(json!({"skipped": "not implemented by the raw client"})),
+            "heartbeat" | "reconnect-spread" => {
+                Ok(json!({"skipped": "not implemented by the raw client"}))
+            }
             other => Err(format!("unknown scenario {other:?}")),
         }
     });
