@@ -293,6 +293,9 @@ where
     S: Service<TcpStream> + 'static,
     S::Future: 'static,
 {
+    // Like Phoenix's HTTP servers (Cowboy, Bandit): no Nagle delay on small frames,
+    // which would otherwise hold a burst of replies until the client's delayed ACK.
+    let _ = stream.set_nodelay(true);
     let conn_id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let refusal = shared.with_state(|s| {
         s.counters.tcp_accepted += 1;

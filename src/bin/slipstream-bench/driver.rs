@@ -1,0 +1,830 @@
+//! `run`: the driver. Starts `serve` as a child process, runs every scenario for our
+//! client and each available peer `--runs` times as child processes (restarting,
+//! killing or freezing the server where the scenario asks), takes medians and writes
+//! a Markdown report.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::util::{epoch_ms, median, percentile, raise_nofile_limit, Opts};
+
+/// The longest one client run may take.
+const RUN_DEADLINE: Duration = Duration::from_secs(900);
+
+// ------------------------------------------------------------------ the server
+
+struct Server {
+    child: Child,
+    port: u16,
+    url: String,
+    exe: PathBuf,
+    logs: PathBuf,
+}
+
+impl Server {
+    fn start(exe: &Path, port: u16, logs: &Path) -> Result<Server, String> {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logs.join("serve.stderr.log"))
+            .map_err(|e| e.to_string())?;
+        // A restart may race the old socket's release: retry the bind briefly.
+        let mut last_err = String::new();
+        for _ in 0..50 {
+            let mut child = Command::new(exe)
+                .args(["serve", "--port", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(stderr.try_clone().map_err(|e| e.to_string())?)
+                .spawn()
+                .map_err(|e| format!("cannot start serve: {e}"))?;
+            let stdout = child.stdout.take().ok_or("no stdout")?;
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            match serde_json::from_str::<Value>(&line) {
+                Ok(v) if v.get("url").is_some() => {
+                    return Ok(Server {
+                        child,
+                        port: v["port"].as_u64().unwrap_or(0) as u16,
+                        url: v["url"].as_str().unwrap_or_default().to_owned(),
+                        exe: exe.to_owned(),
+                        logs: logs.to_owned(),
+                    });
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last_err =
+                        format!("serve did not start (output {line:?}; see serve.stderr.log)");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        Err(last_err)
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: sends a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, sig);
+        }
+    }
+
+    /// Graceful stop (SIGTERM: sockets closed with 1012), waits for the exit.
+    fn stop(&mut self) {
+        self.signal(libc::SIGCONT);
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.kill();
+    }
+
+    /// Kill (SIGKILL: connections dropped without close frames), waits for the exit.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self, graceful: bool) -> Result<(), String> {
+        if graceful {
+            self.stop();
+        } else {
+            self.kill();
+        }
+        *self = Server::start(&self.exe.clone(), self.port, &self.logs.clone())?;
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.signal(libc::SIGCONT);
+        self.kill();
+    }
+}
+
+// ----------------------------------------------------------- clients and runs
+
+#[derive(Clone)]
+struct ClientSpec {
+    name: &'static str,
+    cmd: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Control {
+    None,
+    Rejoin,
+    Heartbeat,
+    Spread,
+}
+
+struct Scenario {
+    id: &'static str,
+    args: Vec<String>,
+    control: Control,
+    ours_only: bool,
+}
+
+fn scenarios(quick: bool) -> Vec<Scenario> {
+    let q = |full: u64, small: u64| if quick { small } else { full }.to_string();
+    let s = |id: &'static str, args: Vec<String>, control: Control| Scenario {
+        id,
+        args,
+        control,
+        ours_only: false,
+    };
+    let a = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
+    let n = q(10_000, 2_000);
+    vec![
+        s(
+            "echo-100",
+            [
+                a(&["--scenario", "echo", "--inflight", "100", "--n"]),
+                vec![n.clone()],
+            ]
+            .concat(),
+            Control::None,
+        ),
+        s(
+            "echo-10k",
+            [
+                a(&["--scenario", "echo", "--n"]),
+                vec![n.clone(), "--inflight".into(), n.clone()],
+            ]
+            .concat(),
+            Control::None,
+        ),
+        Scenario {
+            ours_only: true,
+            ..s(
+                "echo-100-ext",
+                [
+                    a(&[
+                        "--scenario",
+                        "echo",
+                        "--via",
+                        "ext",
+                        "--inflight",
+                        "100",
+                        "--n",
+                    ]),
+                    vec![n.clone()],
+                ]
+                .concat(),
+                Control::None,
+            )
+        },
+        s(
+            "flood",
+            [
+                a(&["--scenario", "flood", "--size", "92", "--count"]),
+                vec![q(200_000, 20_000)],
+            ]
+            .concat(),
+            Control::None,
+        ),
+        s(
+            "memory-1000x1",
+            [
+                a(&["--scenario", "memory", "--topics", "1", "--sockets"]),
+                vec![q(1000, 200)],
+            ]
+            .concat(),
+            Control::None,
+        ),
+        s(
+            "memory-100x10",
+            a(&["--scenario", "memory", "--sockets", "100", "--topics", "10"]),
+            Control::None,
+        ),
+        s(
+            "rejoin",
+            [
+                a(&["--scenario", "rejoin", "--topics", "100", "--restarts"]),
+                vec![q(20, 4)],
+            ]
+            .concat(),
+            Control::Rejoin,
+        ),
+        s(
+            "heartbeat",
+            [
+                a(&[
+                    "--scenario",
+                    "heartbeat",
+                    "--interval-ms",
+                    "1000",
+                    "--timeout-ms",
+                    "500",
+                    "--trials",
+                ]),
+                vec![q(5, 2)],
+            ]
+            .concat(),
+            Control::Heartbeat,
+        ),
+        s(
+            "reconnect-spread",
+            [
+                a(&["--scenario", "reconnect-spread", "--clients"]),
+                vec![q(1000, 200)],
+            ]
+            .concat(),
+            Control::Spread,
+        ),
+    ]
+}
+
+fn arg_value(args: &[String], key: &str) -> Option<u64> {
+    args.iter()
+        .position(|a| a == key)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn write_mark(stdin: &mut Option<ChildStdin>, name: &str, value: f64) {
+    if let Some(s) = stdin.as_mut() {
+        let _ = writeln!(s, "{name} {value:.3}");
+        let _ = s.flush();
+    }
+}
+
+/// Runs one client process for one scenario; returns its result line.
+fn run_client(
+    client: &ClientSpec,
+    sc: &Scenario,
+    url: &str,
+    server: &mut Option<Server>,
+    logs: &Path,
+    run: usize,
+) -> Result<Value, String> {
+    let mut args = sc.args.clone();
+    args.extend(["--url".to_owned(), url.to_owned()]);
+    let stderr =
+        std::fs::File::create(logs.join(format!("{}.{}.{run}.stderr.log", sc.id, client.name)))
+            .map_err(|e| e.to_string())?;
+    let mut child = Command::new(&client.cmd[0])
+        .args(&client.cmd[1..])
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", client.cmd[0]))?;
+    let mut stdin = child.stdin.take();
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + RUN_DEADLINE;
+    let mut restarts = 0u64;
+    let mut kinds = Vec::new();
+    let result = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match rx.recv_timeout(left) {
+            Ok(l) => l,
+            Err(mpsc::RecvTimeoutError::Timeout) => break Err("timed out".to_owned()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                break Err("exited without a result (see its stderr log)".to_owned())
+            }
+        };
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue; // not ours: a stray log line
+        };
+        if let Some(ev) = v.get("event").and_then(Value::as_str) {
+            let Some(srv) = server.as_mut() else {
+                break Err("this scenario needs a server the driver controls".to_owned());
+            };
+            match (sc.control, ev) {
+                (Control::Rejoin, "ready") => {
+                    // Alternate graceful stops (close 1012) and kills (no close frame).
+                    let graceful = restarts.is_multiple_of(2);
+                    restarts += 1;
+                    kinds.push(if graceful { "graceful" } else { "killed" });
+                    srv.restart(graceful)?;
+                    write_mark(&mut stdin, "restart", epoch_ms());
+                }
+                (Control::Heartbeat, "ready") => {
+                    let interval = arg_value(&sc.args, "--interval-ms").unwrap_or(1000);
+                    std::thread::sleep(Duration::from_millis(fastrand::u64(0..interval.max(1))));
+                    srv.signal(libc::SIGSTOP);
+                    write_mark(&mut stdin, "freeze", epoch_ms());
+                }
+                (Control::Heartbeat, "detected") => srv.signal(libc::SIGCONT),
+                (Control::Spread, "ready") => {
+                    write_mark(&mut stdin, "down", epoch_ms());
+                    srv.kill();
+                    std::thread::sleep(Duration::from_millis(500));
+                    *srv = Server::start(&srv.exe.clone(), srv.port, logs)?;
+                    write_mark(&mut stdin, "restart", epoch_ms());
+                }
+                _ => {}
+            }
+            continue;
+        }
+        if let Some(e) = v.get("error") {
+            break Err(e.as_str().unwrap_or("error").to_owned());
+        }
+        if v.get("skipped").is_some() || v.get("scenario").is_some() {
+            let mut v = v;
+            if !kinds.is_empty() {
+                v["restart_kinds"] = json!(kinds);
+            }
+            break Ok(v);
+        }
+    };
+    if let Some(srv) = server.as_ref() {
+        srv.signal(libc::SIGCONT);
+    }
+    drop(stdin);
+    let wait_until = Instant::now() + Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            _ if Instant::now() > wait_until => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    result
+}
+
+// ------------------------------------------------------------------- metrics
+
+struct Metric {
+    label: &'static str,
+    get: fn(&Value) -> Option<f64>,
+    /// The primary figure of the scenario (ratios are computed on it).
+    primary: bool,
+}
+
+fn f(v: &Value, k: &str) -> Option<f64> {
+    v.get(k).and_then(Value::as_f64)
+}
+
+fn metrics(id: &str) -> Vec<Metric> {
+    let m = |label, get, primary| Metric {
+        label,
+        get,
+        primary,
+    };
+    match id {
+        "echo-100" | "echo-10k" | "echo-100-ext" => vec![
+            m(
+                "CPU s per 10k round trips",
+                |v| Some(f(v, "cpu_s")? * 10_000.0 / f(v, "n")?),
+                true,
+            ),
+            m(
+                "wall s per 10k round trips",
+                |v| Some(f(v, "wall_s")? * 10_000.0 / f(v, "n")?),
+                false,
+            ),
+            m("errors", |v| f(v, "errors"), false),
+        ],
+        "flood" => vec![
+            m(
+                "CPU s per 100k pushes",
+                |v| Some(f(v, "cpu_s")? * 100_000.0 / f(v, "received")?.max(1.0)),
+                true,
+            ),
+            m("messages/s", |v| f(v, "msgs_per_s"), false),
+            m("dropped", |v| f(v, "dropped"), false),
+            m("frame bytes", |v| f(v, "frame_bytes"), false),
+        ],
+        "memory-1000x1" | "memory-100x10" => vec![
+            m("KiB RSS per socket", |v| f(v, "kib_per_socket"), true),
+            m("connect+join s", |v| f(v, "connect_join_s"), false),
+        ],
+        "rejoin" => vec![
+            m("median ms open→last join", |v| f(v, "median_ms"), true),
+            m("max ms open→last join", |v| f(v, "max_ms"), false),
+            m("restarts measured", |v| f(v, "restarts"), false),
+        ],
+        "heartbeat" => vec![
+            m("median ms freeze→detected", |v| f(v, "median_ms"), true),
+            m("max ms freeze→detected", |v| f(v, "max_ms"), false),
+        ],
+        "reconnect-spread" => vec![
+            m("p50 ms after restart", |v| f(v, "p50_ms"), true),
+            m("min ms", |v| f(v, "min_ms"), false),
+            m("p10 ms", |v| f(v, "p10_ms"), false),
+            m("p90 ms", |v| f(v, "p90_ms"), false),
+            m("max ms", |v| f(v, "max_ms"), false),
+            m("reconnected", |v| f(v, "reconnected"), false),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+fn target(id: &str) -> &'static str {
+    match id {
+        "echo-100" => "≤ rawrust-ct",
+        "echo-10k" => "≤ 1.2× our echo-100",
+        "flood" => "≤ 1.1× rawrust-ct, below every peer, 0 dropped",
+        "memory-1000x1" => "≤ 13 KiB",
+        "memory-100x10" => "≤ 20 KiB",
+        "rejoin" => "≤ 10 ms, every restart",
+        "heartbeat" => "≤ interval+timeout; median < phoenixjs",
+        "reconnect-spread" => "spread (not lockstep)",
+        _ => "",
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    if x.is_nan() {
+        "–".into()
+    } else if x.abs() >= 1000.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+// ---------------------------------------------------------------------- main
+
+fn machine() -> String {
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .nth(1)
+        .and_then(|k| k.parse::<f64>().ok())
+        .map_or("?".into(), |k| format!("{:.1} GiB", k / 1024.0 / 1024.0));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "nproc {nproc}; CPU {model}; memory {mem}; kernel {}",
+        kernel.trim()
+    )
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn find_peers(root: &Path, opts: &Opts) -> (Vec<ClientSpec>, Vec<String>) {
+    let wanted = opts
+        .str("peers")
+        .unwrap_or("phoenixjs,rawnode,rawrust-mt,rawrust-ct");
+    let mut specs = Vec::new();
+    let mut notes = Vec::new();
+    let js = root.join("benches/peers/js");
+    let node = opts.str("node").unwrap_or("node").to_owned();
+    let node_ok = Command::new(&node)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let rawrust_bin = opts.str("rawrust-bin").map(PathBuf::from).or_else(|| {
+        let mut c = Vec::new();
+        if let Ok(t) = std::env::var("CARGO_TARGET_DIR") {
+            c.push(PathBuf::from(t).join("release/raw-rust-peer"));
+        }
+        if let Some(dir) = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(Path::to_owned))
+        {
+            c.push(dir.join("raw-rust-peer"));
+        }
+        c.push(root.join("benches/peers/raw-rust/target/release/raw-rust-peer"));
+        c.into_iter().find(|p| p.exists())
+    });
+    for peer in wanted
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && *p != "none")
+    {
+        match peer {
+            "phoenixjs" | "rawnode" => {
+                let (script, module) = if peer == "phoenixjs" {
+                    ("phoenix_client.mjs", "phoenix")
+                } else {
+                    ("raw_ws.mjs", "ws")
+                };
+                if !node_ok {
+                    notes.push(format!("{peer}: skipped, `{node}` not found"));
+                } else if !js.join("node_modules").join(module).exists() {
+                    notes.push(format!(
+                        "{peer}: skipped, not installed (npm install --prefix benches/peers/js)"
+                    ));
+                } else {
+                    let name = if peer == "phoenixjs" { "phoenixjs" } else { "rawnode" };
+                    specs.push(ClientSpec {
+                        name,
+                        cmd: vec![node.clone(), js.join(script).display().to_string()],
+                    });
+                }
+            }
+            "rawrust-mt" | "rawrust-ct" => match &rawrust_bin {
+                None => notes.push(format!(
+                    "{peer}: skipped, not built (cargo build --release --manifest-path benches/peers/raw-rust/Cargo.toml)"
+                )),
+                Some(bin) => {
+                    let (name, rt) = if peer == "rawrust-mt" {
+                        ("rawrust-mt", "multi-thread")
+                    } else {
+                        ("rawrust-ct", "current-thread")
+                    };
+                    specs.push(ClientSpec {
+                        name,
+                        cmd: vec![bin.display().to_string(), "--runtime".into(), rt.into()],
+                    });
+                }
+            },
+            other => notes.push(format!("{other}: unknown peer, ignored")),
+        }
+    }
+    (specs, notes)
+}
+
+pub fn main(opts: &Opts) -> Result<(), String> {
+    raise_nofile_limit();
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let root = PathBuf::from(
+        opts.str("root")
+            .unwrap_or(env!("CARGO_MANIFEST_DIR"))
+            .to_owned(),
+    );
+    let runs: usize = opts.num("runs", 5)?;
+    let quick = opts.flag("quick");
+    let only: Option<Vec<String>> = opts
+        .str("only")
+        .map(|s| s.split(',').map(|x| x.trim().to_owned()).collect());
+    let out = PathBuf::from(
+        opts.str("out")
+            .map(str::to_owned)
+            .unwrap_or_else(|| root.join("target/bench-report.md").display().to_string()),
+    );
+    let logs = out.parent().unwrap_or(Path::new(".")).join("bench-logs");
+    std::fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
+    let external_url = opts.str("url").map(str::to_owned);
+
+    let mut clients = vec![ClientSpec {
+        name: "slipstream",
+        cmd: vec![exe.display().to_string(), "client".into()],
+    }];
+    let (peers, mut notes) = find_peers(&root, opts);
+    clients.extend(peers);
+
+    let load_start = loadavg();
+    let started = Instant::now();
+    // results[scenario][client] = one Value per run
+    let mut results: BTreeMap<&'static str, BTreeMap<&'static str, Vec<Value>>> = BTreeMap::new();
+    let mut commands = Vec::new();
+    let all = scenarios(quick);
+    for sc in &all {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|x| x == sc.id)) {
+            continue;
+        }
+        if external_url.is_some() && sc.control != Control::None {
+            notes.push(format!(
+                "{}: skipped, needs a server the driver can restart or freeze (not with --url)",
+                sc.id
+            ));
+            continue;
+        }
+        for client in &clients {
+            if sc.ours_only && client.name != "slipstream" {
+                continue;
+            }
+            for run in 0..runs {
+                let mut server = match &external_url {
+                    Some(_) => None,
+                    None => Some(Server::start(&exe, 0, &logs)?),
+                };
+                let url = external_url
+                    .clone()
+                    .or_else(|| server.as_ref().map(|s| s.url.clone()))
+                    .unwrap_or_default();
+                if run == 0 {
+                    commands.push(format!(
+                        "{} {} --url {url}",
+                        client.cmd.join(" "),
+                        sc.args.join(" ")
+                    ));
+                }
+                eprintln!(
+                    "[{:>6.1}s] {} / {} run {}/{runs}",
+                    started.elapsed().as_secs_f64(),
+                    sc.id,
+                    client.name,
+                    run + 1
+                );
+                let r = run_client(client, sc, &url, &mut server, &logs, run);
+                drop(server);
+                match r {
+                    Ok(v) => {
+                        eprintln!("          {v}");
+                        if let Some(s) = v.get("skipped") {
+                            notes.push(format!(
+                                "{} / {}: skipped by the client: {s}",
+                                sc.id, client.name
+                            ));
+                            break;
+                        }
+                        results
+                            .entry(sc.id)
+                            .or_default()
+                            .entry(client.name)
+                            .or_default()
+                            .push(v);
+                    }
+                    Err(e) => {
+                        eprintln!("          failed: {e}");
+                        notes.push(format!(
+                            "{} / {} run {}: failed: {e}",
+                            sc.id,
+                            client.name,
+                            run + 1
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    let report = render(
+        &all,
+        &clients,
+        &results,
+        &notes,
+        &commands,
+        runs,
+        quick,
+        &load_start,
+    );
+    if let Some(dir) = out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(&out, &report).map_err(|e| format!("{}: {e}", out.display()))?;
+    let raw = out.with_extension("json");
+    let _ = std::fs::write(
+        &raw,
+        serde_json::to_string_pretty(&json!(results)).unwrap_or_default(),
+    );
+    println!("{report}");
+    eprintln!(
+        "report written to {} (raw results: {})",
+        out.display(),
+        raw.display()
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render(
+    all: &[Scenario],
+    clients: &[ClientSpec],
+    results: &BTreeMap<&'static str, BTreeMap<&'static str, Vec<Value>>>,
+    notes: &[String],
+    commands: &[String],
+    runs: usize,
+    quick: bool,
+    load_start: &str,
+) -> String {
+    let mut s = String::new();
+    s.push_str("# actix-slipstream end-to-end benchmark\n\n");
+    s.push_str(&format!("- machine: {}\n", machine()));
+    s.push_str(&format!(
+        "- load average: {load_start} at the start, {} at the end\n",
+        loadavg()
+    ));
+    s.push_str(&format!(
+        "- runs per figure: {runs} (median){}\n",
+        if quick {
+            "; --quick (reduced counts)"
+        } else {
+            ""
+        }
+    ));
+    s.push_str("- client CPU = user+sys of the client process around the scenario only\n\n");
+    let names: Vec<&str> = clients.iter().map(|c| c.name).collect();
+    s.push_str(&format!(
+        "| scenario | figure | {} | ours/rawrust-ct | ours/phoenixjs | target |\n",
+        names.join(" | ")
+    ));
+    s.push_str(&format!(
+        "|---|---|{}---|---|---|\n",
+        "---:|".repeat(names.len())
+    ));
+    let med = |id: &str, client: &str, get: fn(&Value) -> Option<f64>| -> f64 {
+        let vals: Vec<f64> = results
+            .get(id)
+            .and_then(|m| m.get(client))
+            .map(|v| v.iter().filter_map(get).collect())
+            .unwrap_or_default();
+        median(&vals)
+    };
+    for sc in all {
+        if !results.contains_key(sc.id) {
+            continue;
+        }
+        for m in metrics(sc.id) {
+            let cells: Vec<String> = names
+                .iter()
+                .map(|c| fmt_num(med(sc.id, c, m.get)))
+                .collect();
+            let ours = med(sc.id, "slipstream", m.get);
+            let ratio = |peer: &str| {
+                let p = med(sc.id, peer, m.get);
+                if m.primary && p > 0.0 && !ours.is_nan() {
+                    format!("{:.2}×", ours / p)
+                } else {
+                    String::new()
+                }
+            };
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                sc.id,
+                m.label,
+                cells.join(" | "),
+                ratio("rawrust-ct"),
+                ratio("phoenixjs"),
+                if m.primary { target(sc.id) } else { "" }
+            ));
+        }
+    }
+    // Derived checks.
+    let cpu = |id: &str| {
+        med(id, "slipstream", |v| {
+            Some(f(v, "cpu_s")? * 10_000.0 / f(v, "n")?)
+        })
+    };
+    let (e100, e10k) = (cpu("echo-100"), cpu("echo-10k"));
+    if !e100.is_nan() && !e10k.is_nan() {
+        s.push_str(&format!(
+            "\nours echo-10k / echo-100 CPU: {:.2}× (target ≤ 1.2×)\n",
+            e10k / e100
+        ));
+    }
+    if let Some(runs) = results.get("rejoin").and_then(|m| m.get("slipstream")) {
+        let all_ms: Vec<f64> = runs
+            .iter()
+            .flat_map(|v| {
+                v["last_join_ms"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|x| x.as_f64())
+            })
+            .collect();
+        s.push_str(&format!(
+            "\nours rejoin, every restart of every run (graceful and killed alternately): {} restarts, max {} ms, p90 {} ms\n",
+            all_ms.len(),
+            fmt_num(percentile(&all_ms, 100.0)),
+            fmt_num(percentile(&all_ms, 90.0))
+        ));
+    }
+    if !notes.is_empty() {
+        s.push_str("\n## Notes\n\n");
+        for n in notes {
+            s.push_str(&format!("- {n}\n"));
+        }
+    }
+    s.push_str("\n## Commands (first run of each; the URL changes per run)\n\n```\n");
+    for c in commands {
+        s.push_str(c);
+        s.push('\n');
+    }
+    s.push_str("```\n");
+    s
+}
