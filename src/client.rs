@@ -14,24 +14,24 @@ use awc::error::{WsClientError, WsProtocolError};
 use awc::ws;
 use awc::BoxedSocket;
 use bytes::{Bytes, BytesMut};
-use futures_util::stream::{self, SplitSink};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream;
+use futures_util::StreamExt;
 use log::{debug, error, warn};
 use serde_json::Value;
 use std::collections::HashMap;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 
 use crate::actor::SlipstreamActor;
 use crate::channel::ReplyTo;
 use crate::config::Config;
 use crate::error::{ConfigError, JoinError, PushError};
-use crate::frame_guard::FrameGuard;
 use crate::handle::{Subscribe, Subscription, TopicMessage};
 use crate::message::{Event, Message, Payload, Reply, Topic};
 use crate::serializer::Frame;
 use crate::socket::Socket;
 use crate::state::{Callback, ConnectError, DisconnectReason, Effect, State, Status};
+use crate::transport::{self, QueueError, WriterHandle};
 
 /// The longest wait for the server's close frame after the client closed.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -88,7 +88,7 @@ struct Io {
     gen: u64,
     connecting: Option<SpawnHandle>,
     reader: Option<SpawnHandle>,
-    writer: Option<mpsc::Sender<ws::Message>>,
+    writer: Option<WriterHandle>,
     /// A fragmented message being reassembled: (is text, bytes so far).
     partial: Option<(bool, BytesMut)>,
 }
@@ -353,20 +353,22 @@ impl<A: SlipstreamActor> Client<A> {
     }
 
     fn open(&mut self, gen: u64, framed: Framed<BoxedSocket, ws::Codec>, ctx: &mut Context<Self>) {
-        let max = self.state.config().max_frame_size;
-        let framed = framed.into_map_codec(|codec| FrameGuard::new(codec, max));
-        let (sink, stream) = framed.split();
-        let (tx, rx) = mpsc::channel(self.state.config().send_buffer);
-        let write_timeout = self.state.config().write_timeout;
+        let config = self.state.config();
+        let parts = framed.into_parts();
         let weak = ctx.address().downgrade();
-        actix_rt::spawn(async move {
-            if let Err(error) = run_writer(sink, rx, write_timeout).await {
+        let (frames, writer) = transport::split(
+            parts.io,
+            &parts.read_buf,
+            config.max_frame_size,
+            config.send_buffer,
+            config.write_timeout,
+            move |error| {
                 if let Some(addr) = weak.upgrade() {
                     addr.do_send(WriterFailed { gen, error });
                 }
-            }
-        });
-        let frames = stream
+            },
+        );
+        let frames = frames
             .map(move |frame| Inbound {
                 gen,
                 frame: Some(frame),
@@ -375,7 +377,7 @@ impl<A: SlipstreamActor> Client<A> {
         let reader = ctx.add_stream(frames);
         if let Some(io) = self.io.as_mut() {
             io.reader = Some(reader);
-            io.writer = Some(tx);
+            io.writer = Some(writer);
         }
         self.state.on_connected(gen, Instant::now());
         self.drain(ctx);
@@ -390,12 +392,8 @@ impl<A: SlipstreamActor> Client<A> {
         if let Some(h) = io.reader.take() {
             ctx.cancel_future(h);
         }
-        if let Some(tx) = io.writer.take() {
-            let reason = ws::CloseReason {
-                code: ws::CloseCode::from(code),
-                description: None,
-            };
-            let _ = tx.try_send(ws::Message::Close(Some(reason)));
+        if let Some(writer) = io.writer.take() {
+            writer.close(close_reason(code));
         }
     }
 
@@ -408,12 +406,8 @@ impl<A: SlipstreamActor> Client<A> {
             self.io = Some(io);
             return self.close_io(code, ctx);
         }
-        if let Some(tx) = io.writer.as_ref() {
-            let reason = ws::CloseReason {
-                code: ws::CloseCode::from(code),
-                description: None,
-            };
-            let _ = tx.try_send(ws::Message::Close(Some(reason)));
+        if let Some(writer) = io.writer.as_ref() {
+            writer.close(close_reason(code));
         }
         io.partial = None;
         let gen = io.gen;
@@ -475,10 +469,12 @@ impl<A: SlipstreamActor> Client<A> {
             return;
         };
         let gen = io.gen;
-        let Some(tx) = io.writer.as_ref() else { return };
-        match tx.try_send(ws_msg) {
-            Ok(()) => self.state.count_out(len),
-            Err(mpsc::error::TrySendError::Full(_)) => match (&msg.reference, &msg.event) {
+        let Some(writer) = io.writer.as_ref() else {
+            return;
+        };
+        match writer.queue(ws_msg) {
+            Ok(_) => self.state.count_out(len),
+            Err(QueueError::Full) => match (&msg.reference, &msg.event) {
                 (Some(r), Event::Custom(_)) => {
                     warn!(target: crate::logging::PUSH, "send buffer full: push {r} on {} failed", msg.topic);
                     self.state.send_failed(r, PushError::BufferFull);
@@ -489,13 +485,13 @@ impl<A: SlipstreamActor> Client<A> {
                 }
             },
             // The writer ended; its failure report is on its way.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(QueueError::Closed) => {}
         }
     }
 
     fn write_control(&mut self, msg: ws::Message) {
-        if let Some(tx) = self.io.as_ref().and_then(|io| io.writer.as_ref()) {
-            let _ = tx.try_send(msg);
+        if let Some(writer) = self.io.as_ref().and_then(|io| io.writer.as_ref()) {
+            let _ = writer.queue(msg);
         }
     }
 
@@ -592,51 +588,11 @@ impl<A: SlipstreamActor> Client<A> {
     }
 }
 
-/// Writes queued frames, batching whatever is ready into one flush.
-async fn run_writer(
-    mut sink: SplitSink<Framed<BoxedSocket, FrameGuard>, ws::Message>,
-    mut rx: mpsc::Receiver<ws::Message>,
-    write_timeout: Duration,
-) -> Result<(), String> {
-    const MAX_BATCH: usize = 256;
-    let timed_out = |_| {
-        format!(
-            "no progress within the write timeout ({} ms)",
-            write_timeout.as_millis()
-        )
-    };
-    while let Some(first) = rx.recv().await {
-        let mut closing = matches!(first, ws::Message::Close(_));
-        actix_rt::time::timeout(write_timeout, sink.feed(first))
-            .await
-            .map_err(timed_out)?
-            .map_err(|e| e.to_string())?;
-        let mut batch = 1;
-        while !closing && batch < MAX_BATCH {
-            let Ok(next) = rx.try_recv() else { break };
-            closing = matches!(next, ws::Message::Close(_));
-            actix_rt::time::timeout(write_timeout, sink.feed(next))
-                .await
-                .map_err(timed_out)?
-                .map_err(|e| e.to_string())?;
-            batch += 1;
-        }
-        actix_rt::time::timeout(write_timeout, sink.flush())
-            .await
-            .map_err(timed_out)?
-            .map_err(|e| e.to_string())?;
-        if closing {
-            // Keep the connection open until the actor has seen the server's close
-            // frame (or given up waiting) and drops the queue.
-            let _ = actix_rt::time::timeout(write_timeout, async {
-                while rx.recv().await.is_some() {}
-            })
-            .await;
-            break;
-        }
+fn close_reason(code: u16) -> ws::CloseReason {
+    ws::CloseReason {
+        code: ws::CloseCode::from(code),
+        description: None,
     }
-    let _ = actix_rt::time::timeout(write_timeout, sink.close()).await;
-    Ok(())
 }
 
 struct Inbound {

@@ -151,8 +151,10 @@ pub struct Config {
     /// Most pushes buffered per topic while it is not joined. A push beyond it fails
     /// at once with [`PushError::BufferFull`](crate::PushError::BufferFull). Default 1024.
     pub max_buffered_pushes: usize,
-    /// Most frames queued for the socket writer. A push that finds it full fails with
-    /// [`PushError::BufferFull`](crate::PushError::BufferFull). Default 65536.
+    /// Most bytes of encoded frames queued for the socket writer (frames produced
+    /// while a write is in progress wait here and leave together in the next write).
+    /// A push that finds it full fails with
+    /// [`PushError::BufferFull`](crate::PushError::BufferFull). Default 4 MiB.
     pub send_buffer: usize,
     /// TLS settings for `wss://`.
     pub tls: TlsConfig,
@@ -176,7 +178,7 @@ impl Default for Config {
             write_timeout: Duration::from_secs(10),
             max_frame_size: 8 * 1024 * 1024,
             max_buffered_pushes: 1024,
-            send_buffer: 65_536,
+            send_buffer: 4 * 1024 * 1024,
             tls: TlsConfig::default(),
         }
     }
@@ -335,9 +337,9 @@ impl Config {
         self
     }
 
-    /// Sets the bound of the writer queue, in frames.
-    pub fn send_buffer(mut self, frames: usize) -> Self {
-        self.send_buffer = frames;
+    /// Sets the bound of the writer queue, in bytes.
+    pub fn send_buffer(mut self, bytes: usize) -> Self {
+        self.send_buffer = bytes;
         self
     }
 

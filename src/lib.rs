@@ -41,6 +41,7 @@ pub mod state;
 pub mod testing;
 #[cfg(feature = "rustls")]
 mod tls;
+mod transport;
 pub mod url;
 
 pub use actor::{default_after_disconnect, SlipstreamActor};

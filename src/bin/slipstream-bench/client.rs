@@ -156,7 +156,8 @@ async fn echo(url: &str, opts: &Opts) -> Result<Value, String> {
     let total: u64 = opts.num("n", 10_000)?;
     let inflight: u64 = opts.num("inflight", 100)?.max(1);
     let via = opts.str("via").unwrap_or("socket").to_owned();
-    let send_buffer = (inflight as usize + 1024).max(65_536);
+    // Room for every push in flight at once (bytes of encoded frames).
+    let send_buffer = (inflight as usize * 256).max(4 * 1024 * 1024);
     let cfg = config(url).send_buffer(send_buffer);
     let actor = Echo {
         total,

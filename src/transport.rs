@@ -1,0 +1,255 @@
+//! The websocket connection's byte-level I/O, once awc has done the upgrade.
+//!
+//! awc hands over a `Framed` transport with two 8 KiB buffers per connection. Most
+//! Phoenix sockets are idle most of the time, so the client takes the raw connection
+//! back and drives it itself:
+//!
+//! - [`frames`] reads into a buffer that starts at 1 KiB, grows while reads fill it
+//!   (up to 64 KiB per read) and is given back when it is empty again;
+//! - the [`Outbox`] is a byte buffer the actor encodes websocket frames into; a writer
+//!   task writes whatever has accumulated in one `write` call, so every frame produced
+//!   in one turn of the actor (a burst of joins, the pushes released by a rejoin)
+//!   leaves in one syscall, with no per-frame channel message. It is bounded in bytes.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix_codec::{Decoder, Encoder};
+use awc::error::WsProtocolError;
+use awc::ws;
+use awc::BoxedSocket;
+use bytes::{Buf, BytesMut};
+use futures_util::stream::{self, Stream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::Notify;
+
+use crate::frame_guard::FrameGuard;
+
+/// Smallest read; also the read buffer's size while the connection is quiet.
+const MIN_READ: usize = 1024;
+/// Largest read.
+const MAX_READ: usize = 64 * 1024;
+/// An empty output buffer larger than this is given back after a write.
+const KEEP_OUT: usize = 4 * 1024;
+
+struct Reader {
+    io: ReadHalf<BoxedSocket>,
+    codec: FrameGuard,
+    buf: BytesMut,
+    read_size: usize,
+}
+
+/// The frames of a connection, ending after the first error or at the end of the stream.
+pub(crate) fn frames(
+    io: ReadHalf<BoxedSocket>,
+    codec: FrameGuard,
+    leftover: &[u8],
+) -> impl Stream<Item = Result<ws::Frame, WsProtocolError>> {
+    let reader = Reader {
+        io,
+        codec,
+        buf: BytesMut::from(leftover),
+        read_size: MIN_READ,
+    };
+    stream::unfold(Some(reader), |state| async move {
+        let mut r = state?;
+        loop {
+            match r.codec.decode(&mut r.buf) {
+                Ok(Some(frame)) => {
+                    if r.buf.is_empty() && r.buf.capacity() > MIN_READ * 4 {
+                        r.buf = BytesMut::new(); // idle again: give the memory back
+                    }
+                    return Some((Ok(frame), Some(r)));
+                }
+                Ok(None) => {}
+                Err(e) => return Some((Err(e), None)),
+            }
+            if r.buf.capacity() - r.buf.len() < r.read_size {
+                r.buf.reserve(r.read_size);
+            }
+            let spare = r.buf.capacity() - r.buf.len();
+            match r.io.read_buf(&mut r.buf).await {
+                Ok(0) => return None,
+                Ok(n) => {
+                    r.read_size = if n == spare {
+                        (r.read_size * 2).min(MAX_READ)
+                    } else if n < r.read_size / 4 {
+                        (r.read_size / 2).max(MIN_READ)
+                    } else {
+                        r.read_size
+                    };
+                }
+                Err(e) => return Some((Err(WsProtocolError::Io(e)), None)),
+            }
+        }
+    })
+}
+
+/// Frames encoded by the actor, waiting for the writer task.
+pub(crate) struct Outbox {
+    buf: BytesMut,
+    codec: ws::Codec,
+    limit: usize,
+    /// No more frames: write what is queued, then wait for `shutdown`.
+    closing: bool,
+    /// Shut the connection down once the queue is written.
+    shutdown: bool,
+    /// The writer task has ended (after an error).
+    failed: bool,
+}
+
+/// The actor's end of a connection's writer: encodes frames into the outbox and wakes
+/// the writer. Dropping it shuts the connection down once the queue is written.
+pub(crate) struct WriterHandle {
+    outbox: Rc<RefCell<Outbox>>,
+    notify: Rc<Notify>,
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum QueueError {
+    /// The queue holds `send_buffer` bytes already.
+    Full,
+    /// The connection is closing, or its writer failed.
+    Closed,
+}
+
+impl WriterHandle {
+    /// Encodes a frame into the queue. Returns the bytes queued.
+    pub(crate) fn queue(&self, msg: ws::Message) -> Result<usize, QueueError> {
+        let mut out = self.outbox.borrow_mut();
+        if out.closing || out.failed {
+            return Err(QueueError::Closed);
+        }
+        if out.buf.len() >= out.limit {
+            return Err(QueueError::Full);
+        }
+        let Outbox { buf, codec, .. } = &mut *out;
+        let before = buf.len();
+        if codec.encode(msg, buf).is_err() {
+            buf.truncate(before);
+            return Err(QueueError::Closed);
+        }
+        let n = buf.len() - before;
+        drop(out);
+        self.notify.notify_one();
+        Ok(n)
+    }
+
+    /// Queues a close frame; nothing is queued after it.
+    pub(crate) fn close(&self, reason: ws::CloseReason) {
+        let _ = self.queue(ws::Message::Close(Some(reason)));
+        self.outbox.borrow_mut().closing = true;
+        self.notify.notify_one();
+    }
+}
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        let mut out = self.outbox.borrow_mut();
+        out.closing = true;
+        out.shutdown = true;
+        drop(out);
+        self.notify.notify_one();
+    }
+}
+
+/// Starts the writer of a connection. `on_error` runs if a write fails or makes no
+/// progress within `write_timeout`.
+pub(crate) fn writer(
+    io: WriteHalf<BoxedSocket>,
+    limit: usize,
+    write_timeout: Duration,
+    on_error: impl FnOnce(String) + 'static,
+) -> WriterHandle {
+    let outbox = Rc::new(RefCell::new(Outbox {
+        buf: BytesMut::new(),
+        codec: ws::Codec::new().client_mode(),
+        limit,
+        closing: false,
+        shutdown: false,
+        failed: false,
+    }));
+    let notify = Rc::new(Notify::new());
+    let handle = WriterHandle {
+        outbox: outbox.clone(),
+        notify: notify.clone(),
+    };
+    actix_rt::spawn(async move {
+        if let Err(error) = run_writer(io, &outbox, &notify, write_timeout).await {
+            outbox.borrow_mut().failed = true;
+            on_error(error);
+        }
+    });
+    handle
+}
+
+async fn run_writer(
+    mut io: WriteHalf<BoxedSocket>,
+    outbox: &RefCell<Outbox>,
+    notify: &Notify,
+    write_timeout: Duration,
+) -> Result<(), String> {
+    let timed_out = |_| {
+        format!(
+            "no progress within the write timeout ({} ms)",
+            write_timeout.as_millis()
+        )
+    };
+    loop {
+        let (mut chunk, shutdown) = {
+            let mut out = outbox.borrow_mut();
+            (std::mem::take(&mut out.buf), out.shutdown)
+        };
+        if chunk.is_empty() {
+            if shutdown {
+                break;
+            }
+            notify.notified().await;
+            continue;
+        }
+        while chunk.has_remaining() {
+            let n = actix_rt::time::timeout(write_timeout, io.write_buf(&mut chunk))
+                .await
+                .map_err(timed_out)?
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("connection closed while writing".into());
+            }
+        }
+        actix_rt::time::timeout(write_timeout, io.flush())
+            .await
+            .map_err(timed_out)?
+            .map_err(|e| e.to_string())?;
+        chunk.clear();
+        let mut out = outbox.borrow_mut();
+        if out.buf.is_empty() && chunk.capacity() <= KEEP_OUT {
+            out.buf = chunk; // reuse the allocation
+        }
+    }
+    let _ = actix_rt::time::timeout(write_timeout, io.shutdown()).await;
+    Ok(())
+}
+
+/// Splits an upgraded connection into its frame stream and its writer.
+pub(crate) fn split(
+    io: BoxedSocket,
+    leftover: &[u8],
+    max_frame_size: usize,
+    send_buffer: usize,
+    write_timeout: Duration,
+    on_write_error: impl FnOnce(String) + 'static,
+) -> (
+    impl Stream<Item = Result<ws::Frame, WsProtocolError>>,
+    WriterHandle,
+) {
+    let (read_half, write_half) = tokio::io::split(io);
+    let codec = FrameGuard::new(
+        ws::Codec::new().client_mode().max_size(max_frame_size),
+        max_frame_size,
+    );
+    let stream = frames(read_half, codec, leftover);
+    let writer = writer(write_half, send_buffer, write_timeout, on_write_error);
+    (stream, writer)
+}
