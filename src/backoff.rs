@@ -113,25 +113,21 @@ impl Backoff {
 
     /// Starts counting attempts under this policy.
     pub fn start(&self) -> BackoffState {
-        BackoffState {
-            policy: self.clone(),
-            attempt: 0,
-            exponential: None,
-        }
+        BackoffState::default()
     }
 }
 
-/// Attempt counter for one [`Backoff`] policy.
+/// Attempt counter for a [`Backoff`] policy, which is passed in at each delay (so a
+/// counter per topic costs a few bytes, not a copy of the policy).
+#[derive(Default)]
 pub struct BackoffState {
-    policy: Backoff,
     attempt: u32,
-    exponential: Option<ExponentialBackoff>,
+    exponential: Option<Box<ExponentialBackoff>>,
 }
 
 impl fmt::Debug for BackoffState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BackoffState")
-            .field("policy", &self.policy)
             .field("attempt", &self.attempt)
             .finish()
     }
@@ -143,11 +139,11 @@ impl BackoffState {
         self.attempt
     }
 
-    /// The delay before the next attempt; counts the attempt.
-    pub fn next_delay(&mut self) -> Duration {
+    /// The delay before the next attempt under `policy`; counts the attempt.
+    pub fn next_delay(&mut self, policy: &Backoff) -> Duration {
         let n = self.attempt as usize;
         self.attempt = self.attempt.saturating_add(1);
-        match &self.policy {
+        match policy {
             Backoff::List { delays, jitter } => {
                 let Some(base) = delays.get(n).or(delays.last()).copied() else {
                     return Duration::ZERO;
@@ -178,7 +174,7 @@ impl BackoffState {
                     if jitter {
                         b = b.with_jitter();
                     }
-                    b.build()
+                    Box::new(b.build())
                 });
                 it.next().unwrap_or(max)
             }
@@ -198,17 +194,20 @@ mod tests {
 
     #[test]
     fn list_delays_repeat_the_last_value_and_reset_on_success() {
-        let mut s = Backoff::from_millis(&[10, 50, 100]).start();
-        let got: Vec<u128> = (0..5).map(|_| s.next_delay().as_millis()).collect();
+        let policy = Backoff::from_millis(&[10, 50, 100]);
+        let mut s = policy.start();
+        let got: Vec<u128> = (0..5).map(|_| s.next_delay(&policy).as_millis()).collect();
         assert_eq!(got, [10, 50, 100, 100, 100]);
         s.reset();
-        assert_eq!(s.next_delay(), Duration::from_millis(10));
+        assert_eq!(s.next_delay(&policy), Duration::from_millis(10));
     }
 
     #[test]
     fn list_jitter_never_exceeds_the_listed_delay_and_spreads_clients() {
         let policy = Backoff::from_millis(&[1000]).with_jitter(0.5);
-        let delays: Vec<Duration> = (0..200).map(|_| policy.start().next_delay()).collect();
+        let delays: Vec<Duration> = (0..200)
+            .map(|_| policy.start().next_delay(&policy))
+            .collect();
         assert!(delays
             .iter()
             .all(|d| *d <= Duration::from_millis(1000) && *d >= Duration::from_millis(500)));
@@ -222,14 +221,14 @@ mod tests {
 
     #[test]
     fn exponential_grows_to_its_cap() {
-        let mut s = Backoff::Exponential {
+        let policy = Backoff::Exponential {
             min: Duration::from_millis(10),
             max: Duration::from_millis(80),
             factor: 2.0,
             jitter: false,
-        }
-        .start();
-        let got: Vec<u128> = (0..6).map(|_| s.next_delay().as_micros()).collect();
+        };
+        let mut s = policy.start();
+        let got: Vec<u128> = (0..6).map(|_| s.next_delay(&policy).as_micros()).collect();
         for (g, want) in got
             .iter()
             .zip([10_000, 20_000, 40_000, 80_000, 80_000, 80_000])
@@ -240,9 +239,7 @@ mod tests {
 
     #[test]
     fn empty_list_means_no_delay() {
-        assert_eq!(
-            Backoff::from_millis(&[]).start().next_delay(),
-            Duration::ZERO
-        );
+        let policy = Backoff::from_millis(&[]);
+        assert_eq!(policy.start().next_delay(&policy), Duration::ZERO);
     }
 }

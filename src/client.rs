@@ -19,6 +19,7 @@ use futures_util::StreamExt;
 use log::{debug, error, warn};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use tokio::sync::{broadcast, oneshot};
 
@@ -32,6 +33,13 @@ use crate::serializer::Frame;
 use crate::socket::Socket;
 use crate::state::{Callback, ConnectError, DisconnectReason, Effect, State, Status};
 use crate::transport::{self, QueueError, WriterHandle};
+
+/// Most websocket handshakes in flight at once on one thread.
+const MAX_HANDSHAKES: usize = 64;
+
+thread_local! {
+    static HANDSHAKES: Rc<tokio::sync::Semaphore> = Rc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+}
 
 /// The longest wait for the server's close frame after the client closed.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -282,8 +290,9 @@ impl<A: SlipstreamActor> Client<A> {
         let config = self.state.config();
         #[allow(unused_mut)]
         let mut connector = awc::Connector::new().timeout(config.connect_timeout);
+        // TLS (and its root store) only for wss:// sockets; a ws:// URL never does TLS.
         #[cfg(feature = "rustls")]
-        {
+        if config.url.starts_with("wss:") {
             connector = connector.rustls_0_23(crate::tls::client_config(&config.tls)?);
         }
         // No `max_http_version` here: awc's builder rebuilds the connector's TLS config
@@ -316,7 +325,17 @@ impl<A: SlipstreamActor> Client<A> {
             request = request.header(name.as_str(), value.as_str());
         }
         let timeout = config.connect_timeout;
-        let fut = async move { actix_rt::time::timeout(timeout, request.connect()).await };
+        let fut = async move {
+            actix_rt::time::timeout(timeout, async move {
+                // awc holds two 8 KiB buffers per handshake; bounding the handshakes in
+                // flight on this thread bounds that memory when many clients connect at
+                // once (after a server restart, say).
+                let handshakes = HANDSHAKES.with(Rc::clone);
+                let _permit = handshakes.acquire().await;
+                request.connect().await
+            })
+            .await
+        };
         let handle = ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
             if let Some(io) = act.io.as_mut().filter(|io| io.gen == gen) {
                 io.connecting = None;

@@ -367,7 +367,12 @@ impl State {
     }
 
     pub(crate) fn pop_effect(&mut self) -> Option<Effect> {
-        self.out.pop_front()
+        let effect = self.out.pop_front();
+        if effect.is_none() && self.out.capacity() > 16 {
+            // A burst (joins of many topics) is over: give the queue's memory back.
+            self.out = VecDeque::new();
+        }
+        effect
     }
 
     /// The earliest timer deadline.
@@ -559,7 +564,7 @@ impl State {
             return; // already reconnecting (a reconnect was requested)
         }
         if decision == AfterDisconnect::Reconnect {
-            let delay = self.reconnect.next_delay();
+            let delay = self.reconnect.next_delay(&self.config.reconnect_backoff);
             info!(target: crate::logging::CONNECTION,
                 "reconnecting in {} ms (attempt {})",
                 delay.as_millis(),
@@ -951,7 +956,7 @@ impl State {
                 self.forget(topic)
             }
             AfterTopicClose::Rejoin => {
-                let delay = ch.rejoin.next_delay();
+                let delay = ch.rejoin.next_delay(&self.config.rejoin_backoff);
                 let attempt = ch.rejoin.attempt();
                 info!(target: crate::logging::CHANNEL,
                     "rejoining {topic} in {} ms (attempt {attempt})",

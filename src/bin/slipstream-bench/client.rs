@@ -385,6 +385,9 @@ async fn memory(url: &str, opts: &Opts) -> Result<Value, String> {
         return Err(format!("only {} of {want} joins succeeded", joined.get()));
     }
     tokio::time::sleep(settle).await;
+    if std::env::var_os("BENCH_TRIM").is_some() {
+        unsafe { libc::malloc_trim(0) };
+    }
     let rss1 = rss_kib();
     Ok(json!({
         "scenario": "memory",
