@@ -226,7 +226,10 @@ impl<A: SlipstreamActor> Client<A> {
                 event,
                 payload,
             } => {
-                if let Some(tx) = self.subscribers.get(&topic) {
+                if let Some(tx) = (!self.subscribers.is_empty())
+                    .then(|| self.subscribers.get(&topic))
+                    .flatten()
+                {
                     if tx.receiver_count() == 0 {
                         self.subscribers.remove(&topic);
                     } else {
@@ -237,11 +240,13 @@ impl<A: SlipstreamActor> Client<A> {
                         });
                     }
                 }
-                let join_ref = socket.state.join_ref(topic.as_str());
-                let update = self
-                    .user
-                    .presences()
-                    .and_then(|p| p.handle_at(&topic, join_ref, &event, &payload));
+                let update = match self.user.presences() {
+                    Some(p) => {
+                        let join_ref = socket.state.join_ref(topic.as_str());
+                        p.handle_at(&topic, join_ref, &event, &payload)
+                    }
+                    None => None,
+                };
                 match update {
                     Some(update) => self.user.handle_presence(&topic, &update, &mut socket),
                     None => self

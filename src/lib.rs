@@ -27,6 +27,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 mod frame_guard;
+mod fxhash;
 pub mod handle;
 mod heartbeat;
 pub mod logging;

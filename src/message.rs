@@ -117,53 +117,125 @@ impl PartialEq<&str> for Topic {
 /// Phoenix treats refs as opaque strings and echoes them back; this client
 /// generates them from a per-socket counter (`"1"`, `"2"`, ...), never reused
 /// across reconnects, so every join gets a fresh join_ref.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Ref(String);
+#[derive(Clone)]
+pub struct Ref(Repr);
+
+/// Refs are short (the client's are decimal counters), so they are kept inline,
+/// without an allocation, up to [`INLINE`] bytes.
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, buf: [u8; INLINE] },
+    Heap(Box<str>),
+}
+
+const INLINE: usize = 22;
 
 impl Ref {
     /// Creates a ref from any string.
     pub fn new(r: impl Into<String>) -> Self {
-        Ref(r.into())
+        Ref::from(r.into())
     }
 
     /// The ref as a string slice.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            // Inline bytes always come from a `&str` cut at a char boundary.
+            Repr::Inline { len, buf } => {
+                std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or_default()
+            }
+            Repr::Heap(s) => s,
+        }
     }
 
     /// The ref as a number, when it is one (refs made by this client always are).
     pub fn as_u64(&self) -> Option<u64> {
-        self.0.parse().ok()
+        self.as_str().parse().ok()
     }
 }
 
 impl From<u64> for Ref {
-    fn from(n: u64) -> Self {
-        Ref(n.to_string())
+    fn from(mut n: u64) -> Self {
+        // u64::MAX has 20 digits: always inline.
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let mut buf = [0u8; INLINE];
+        let len = digits.len() - i;
+        buf[..len].copy_from_slice(&digits[i..]);
+        Ref(Repr::Inline {
+            len: len as u8,
+            buf,
+        })
     }
 }
 
 impl From<&str> for Ref {
     fn from(s: &str) -> Self {
-        Ref(s.to_owned())
+        if s.len() <= INLINE {
+            let mut buf = [0u8; INLINE];
+            buf[..s.len()].copy_from_slice(s.as_bytes());
+            Ref(Repr::Inline {
+                len: s.len() as u8,
+                buf,
+            })
+        } else {
+            Ref(Repr::Heap(s.into()))
+        }
     }
 }
 
 impl From<String> for Ref {
     fn from(s: String) -> Self {
-        Ref(s)
+        if s.len() <= INLINE {
+            Ref::from(s.as_str())
+        } else {
+            Ref(Repr::Heap(s.into_boxed_str()))
+        }
+    }
+}
+
+impl PartialEq for Ref {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Ref {}
+
+impl std::hash::Hash for Ref {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for Ref {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ref {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
 
 impl fmt::Debug for Ref {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl fmt::Display for Ref {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -450,5 +522,30 @@ impl Message {
             }),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_refs_print_their_decimal_digits() {
+        for n in [0u64, 7, 10, 12345, u64::MAX] {
+            let r = Ref::from(n);
+            assert_eq!(r.as_str(), n.to_string());
+            assert_eq!(r.as_u64(), Some(n));
+            assert_eq!(r, Ref::from(n.to_string()));
+        }
+    }
+
+    #[test]
+    fn long_and_unicode_refs_keep_their_text() {
+        let long = "r".repeat(100);
+        assert_eq!(Ref::from(long.as_str()).as_str(), long);
+        assert_eq!(Ref::new("référence").as_str(), "référence");
+        assert_eq!(Ref::from("").as_str(), "");
+        assert!(Ref::from("a") < Ref::from("b"));
+        assert_eq!(Ref::from("abc").as_u64(), None);
     }
 }

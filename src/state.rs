@@ -7,7 +7,7 @@
 //! Every timeout lives in one ordered timer map here, so the actor needs a single
 //! timer set to [`State::next_deadline`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use crate::channel::{
 };
 use crate::config::Config;
 use crate::error::{ConfigError, DecodeError, EncodeError, JoinError, PushError};
+use crate::fxhash::FxHashMap;
 use crate::heartbeat::Heartbeat;
 use crate::message::{Event, Message, Payload, Ref, Reply, Topic};
 use crate::registry::TopicRegistry;
@@ -308,9 +309,9 @@ pub struct State {
     gen: u64,
     conn: Conn,
     reconnect: BackoffState,
-    channels: HashMap<Topic, Channel>,
+    channels: FxHashMap<Topic, Channel>,
     registry: TopicRegistry,
-    pending: HashMap<u64, PendingPush>,
+    pending: FxHashMap<u64, PendingPush>,
     timers: BTreeMap<TimerKey, Timer>,
     timer_seq: u64,
     heartbeat: Heartbeat,
@@ -334,9 +335,9 @@ impl State {
             gen: 0,
             conn: Conn::Disconnected,
             reconnect,
-            channels: HashMap::new(),
+            channels: FxHashMap::default(),
             registry: TopicRegistry::new(),
-            pending: HashMap::new(),
+            pending: FxHashMap::default(),
             timers: BTreeMap::new(),
             timer_seq: 0,
             heartbeat: Heartbeat::default(),
