@@ -38,6 +38,8 @@ use crate::transport::{self, QueueError, WriterHandle};
 const MAX_HANDSHAKES: usize = 64;
 
 thread_local! {
+    /// awc clients shared by the clients of this thread, by (wss, connect timeout).
+    static HTTP_CLIENTS: std::cell::RefCell<Vec<((bool, Duration), awc::Client)>> = const { std::cell::RefCell::new(Vec::new()) };
     static HANDSHAKES: Rc<tokio::sync::Semaphore> = Rc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
 }
 
@@ -293,11 +295,29 @@ impl<A: SlipstreamActor> Client<A> {
             return Ok(c.clone());
         }
         let config = self.state.config();
+        let wss = config.url.starts_with("wss:");
+        // Clients on one thread with the same settings share one awc client (its
+        // connector and TLS setup); custom roots get a client of their own.
+        let key = (wss, config.connect_timeout);
+        let shareable = config.tls.root_certificates.is_empty();
+        if shareable {
+            if let Some(c) = HTTP_CLIENTS.with(|m| {
+                m.borrow()
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, c)| c.clone())
+            }) {
+                self.http = Some(c.clone());
+                return Ok(c);
+            }
+        }
         #[allow(unused_mut)]
-        let mut connector = awc::Connector::new().timeout(config.connect_timeout);
-        // TLS (and its root store) only for wss:// sockets; a ws:// URL never does TLS.
+        let mut connector = awc::Connector::new()
+            .timeout(config.connect_timeout)
+            .limit(0); // no cap on simultaneous sockets per shared client
+                       // TLS (and its root store) only for wss:// sockets; a ws:// URL never does TLS.
         #[cfg(feature = "rustls")]
-        if config.url.starts_with("wss:") {
+        if wss {
             connector = connector.rustls_0_23(crate::tls::client_config(&config.tls)?);
         }
         // No `max_http_version` here: awc's builder rebuilds the connector's TLS config
@@ -307,6 +327,9 @@ impl<A: SlipstreamActor> Client<A> {
             .connector(connector)
             .timeout(config.connect_timeout)
             .finish();
+        if shareable {
+            HTTP_CLIENTS.with(|m| m.borrow_mut().push((key, client.clone())));
+        }
         self.http = Some(client.clone());
         Ok(client)
     }

@@ -21,6 +21,7 @@
 //! assert_eq!(msg.payload, Payload::empty());
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -89,19 +90,30 @@ struct V1ServerOut<'a> {
 }
 
 /// A V1 frame in either direction (a server frame simply has no `join_ref`).
+/// Strings are borrowed from the frame when they have no escapes.
 #[derive(Deserialize)]
-struct V1In {
-    topic: String,
-    event: String,
+struct V1In<'a> {
+    #[serde(borrow)]
+    topic: Cow<'a, str>,
+    #[serde(borrow)]
+    event: Cow<'a, str>,
     #[serde(default)]
     payload: Value,
-    #[serde(rename = "ref", default)]
-    reference: Option<String>,
-    #[serde(default)]
-    join_ref: Option<String>,
+    #[serde(rename = "ref", default, borrow)]
+    reference: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    join_ref: Option<Cow<'a, str>>,
 }
 
-type V2In = (Option<String>, Option<String>, String, String, Value);
+/// A V2 text frame; strings are borrowed from the frame when they have no escapes.
+#[derive(Deserialize)]
+struct V2In<'a>(
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    Value,
+);
 
 impl Serializer {
     /// The `vsn` query parameter value for this protocol.
@@ -430,17 +442,17 @@ fn decode_v1_text(text: &[u8]) -> Result<Message, DecodeError> {
 }
 
 fn decode_v2_text(text: &[u8]) -> Result<Message, DecodeError> {
-    let (jr, r, topic, event, payload): V2In =
+    let V2In(jr, r, topic, event, payload) =
         serde_json::from_slice(text).map_err(DecodeError::json)?;
     build(jr, r, topic, event, payload)
 }
 
 /// Builds a message from decoded JSON parts, unwrapping `phx_reply` payloads.
 fn build(
-    join_ref: Option<String>,
-    reference: Option<String>,
-    topic: String,
-    event: String,
+    join_ref: Option<Cow<'_, str>>,
+    reference: Option<Cow<'_, str>>,
+    topic: Cow<'_, str>,
+    event: Cow<'_, str>,
     payload: Value,
 ) -> Result<Message, DecodeError> {
     let (event, payload) = if event == "phx_reply" {
@@ -460,9 +472,9 @@ fn build(
         (Event::from_name(event), payload)
     };
     Ok(Message {
-        join_ref: join_ref.map(Ref::from),
-        reference: reference.map(Ref::from),
-        topic: Topic::from(topic),
+        join_ref: join_ref.as_deref().map(Ref::from),
+        reference: reference.as_deref().map(Ref::from),
+        topic: Topic::from(topic.as_ref()),
         event,
         payload: Payload::Json(payload),
     })
