@@ -667,20 +667,7 @@ impl TestServer {
         payload: impl Into<Payload>,
     ) -> Result<(), Error> {
         let topic = topic.into();
-        let tx = self.state(|s| {
-            let info = s.socket(socket).filter(|i| i.disconnect.is_none());
-            match info {
-                None => Err(Error::UnknownSocket(socket)),
-                Some(i) if !i.is_joined(topic.as_str()) => {
-                    Err(Error::NotJoined(socket, topic.clone()))
-                }
-                Some(_) => s
-                    .sockets
-                    .get(&socket)
-                    .and_then(|e| e.cmd.clone())
-                    .ok_or(Error::UnknownSocket(socket)),
-            }
-        })?;
+        let tx = self.joined_socket_cmd(socket, &topic)?;
         let cmd = SocketCmd::Push {
             topic,
             event: event.to_owned(),
@@ -767,20 +754,7 @@ impl TestServer {
         topic: impl Into<Topic>,
     ) -> Result<(), Error> {
         let topic = topic.into();
-        let tx = self.state(|s| {
-            let info = s.socket(socket).filter(|i| i.disconnect.is_none());
-            match info {
-                None => Err(Error::UnknownSocket(socket)),
-                Some(i) if !i.is_joined(topic.as_str()) => {
-                    Err(Error::NotJoined(socket, topic.clone()))
-                }
-                Some(_) => s
-                    .sockets
-                    .get(&socket)
-                    .and_then(|e| e.cmd.clone())
-                    .ok_or(Error::UnknownSocket(socket)),
-            }
-        })?;
+        let tx = self.joined_socket_cmd(socket, &topic)?;
         send_cmd(&tx, SocketCmd::Crash(topic), socket).await
     }
 
@@ -886,6 +860,28 @@ impl TestServer {
                 port: self.port,
                 source,
             })
+    }
+
+    /// The command queue of a connected socket that has joined `topic`.
+    fn joined_socket_cmd(
+        &self,
+        socket: SocketId,
+        topic: &Topic,
+    ) -> Result<mpsc::Sender<SocketCmd>, Error> {
+        self.state(|s| {
+            let info = s.socket(socket).filter(|i| i.disconnect.is_none());
+            match info {
+                None => Err(Error::UnknownSocket(socket)),
+                Some(i) if !i.is_joined(topic.as_str()) => {
+                    Err(Error::NotJoined(socket, topic.clone()))
+                }
+                Some(_) => s
+                    .sockets
+                    .get(&socket)
+                    .and_then(|e| e.cmd.clone())
+                    .ok_or(Error::UnknownSocket(socket)),
+            }
+        })
     }
 
     async fn control<T>(&self, cmd: Ctl, rx: oneshot::Receiver<T>) -> Result<T, Error> {
