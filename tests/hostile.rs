@@ -585,3 +585,30 @@ async fn a_decode_error_names_what_was_wrong() {
         DisconnectReason::InvalidFrame(DecodeError::UnknownBinaryKind(9))
     );
 }
+
+#[actix_rt::test]
+async fn a_server_that_stops_reading_ends_in_a_write_timeout_then_the_client_recovers() {
+    let server = demo_server().await;
+    // No heartbeat: only the write timeout can notice this server.
+    let config = config(&server)
+        .heartbeat(Duration::ZERO, Duration::ZERO)
+        .write_timeout(Duration::from_millis(300))
+        .push_timeout(Duration::from_secs(30))
+        .send_buffer(256 * 1024 * 1024);
+    let (addr, mut events, socket) = joined_client(&server, config).await;
+    server
+        .silence(socket, Some(actix_slipstream::testing::Silence::Stall))
+        .await
+        .unwrap();
+    // Far more than the loopback socket buffers hold: the writes block.
+    let big = "x".repeat(1024 * 1024);
+    for _ in 0..64 {
+        addr.do_send(Push::new("room:1", "noreply", json!({ "data": big })));
+    }
+    let reason = disconnected_then_recovered(&mut events).await;
+    assert!(
+        matches!(&reason, DisconnectReason::WriteFailed(e) if e.contains("write timeout")),
+        "{reason:?}"
+    );
+    still_works(&addr).await;
+}
