@@ -9,6 +9,8 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::sync::Arc;
 
+use smol_str::SmolStr;
+
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -117,18 +119,8 @@ impl PartialEq<&str> for Topic {
 /// Phoenix treats refs as opaque strings and echoes them back; this client
 /// generates them from a per-socket counter (`"1"`, `"2"`, ...), never reused
 /// across reconnects, so every join gets a fresh join_ref.
-#[derive(Clone)]
-pub struct Ref(Repr);
-
-/// Refs are short (the client's are decimal counters), so they are kept inline,
-/// without an allocation, up to [`INLINE`] bytes.
-#[derive(Clone)]
-enum Repr {
-    Inline { len: u8, buf: [u8; INLINE] },
-    Heap(Box<str>),
-}
-
-const INLINE: usize = 22;
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ref(SmolStr);
 
 impl Ref {
     /// Creates a ref from any string.
@@ -138,13 +130,7 @@ impl Ref {
 
     /// The ref as a string slice.
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            // Inline bytes always come from a `&str` cut at a char boundary.
-            Repr::Inline { len, buf } => {
-                std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or_default()
-            }
-            Repr::Heap(s) => s,
-        }
+        self.0.as_str()
     }
 
     /// The ref as a number, when it is one (refs made by this client always are).
@@ -155,7 +141,7 @@ impl Ref {
 
 impl From<u64> for Ref {
     fn from(mut n: u64) -> Self {
-        // u64::MAX has 20 digits: always inline.
+        // Short refs are kept inline (no allocation); u64::MAX has 20 digits.
         let mut digits = [0u8; 20];
         let mut i = digits.len();
         loop {
@@ -166,64 +152,21 @@ impl From<u64> for Ref {
                 break;
             }
         }
-        let mut buf = [0u8; INLINE];
-        let len = digits.len() - i;
-        buf[..len].copy_from_slice(&digits[i..]);
-        Ref(Repr::Inline {
-            len: len as u8,
-            buf,
-        })
+        Ref(SmolStr::new(
+            std::str::from_utf8(&digits[i..]).unwrap_or("0"),
+        ))
     }
 }
 
 impl From<&str> for Ref {
     fn from(s: &str) -> Self {
-        if s.len() <= INLINE {
-            let mut buf = [0u8; INLINE];
-            buf[..s.len()].copy_from_slice(s.as_bytes());
-            Ref(Repr::Inline {
-                len: s.len() as u8,
-                buf,
-            })
-        } else {
-            Ref(Repr::Heap(s.into()))
-        }
+        Ref(SmolStr::new(s))
     }
 }
 
 impl From<String> for Ref {
     fn from(s: String) -> Self {
-        if s.len() <= INLINE {
-            Ref::from(s.as_str())
-        } else {
-            Ref(Repr::Heap(s.into_boxed_str()))
-        }
-    }
-}
-
-impl PartialEq for Ref {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for Ref {}
-
-impl std::hash::Hash for Ref {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
-}
-
-impl PartialOrd for Ref {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Ref {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_str().cmp(other.as_str())
+        Ref(SmolStr::from(s))
     }
 }
 
