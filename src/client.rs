@@ -228,20 +228,7 @@ impl<A: SlipstreamActor> Client<A> {
                 event,
                 payload,
             } => {
-                if let Some(tx) = (!self.subscribers.is_empty())
-                    .then(|| self.subscribers.get(&topic))
-                    .flatten()
-                {
-                    if tx.receiver_count() == 0 {
-                        self.subscribers.remove(&topic);
-                    } else {
-                        let _ = tx.send(TopicMessage {
-                            topic: topic.clone(),
-                            event: event.clone(),
-                            payload: payload.clone(),
-                        });
-                    }
-                }
+                publish(&mut self.subscribers, &topic, &event, &payload);
                 let update = match self.user.presences() {
                     Some(p) => {
                         let join_ref = socket.state.join_ref(topic.as_str());
@@ -633,6 +620,30 @@ impl<A: SlipstreamActor> Client<A> {
             .unwrap_or_default();
         Ok(Some((text, bytes)))
     }
+}
+
+/// Gives a message to the topic's subscribers, if it has any.
+fn publish(
+    subscribers: &mut HashMap<Topic, broadcast::Sender<TopicMessage>>,
+    topic: &Topic,
+    event: &Event,
+    payload: &Payload,
+) {
+    if subscribers.is_empty() {
+        return;
+    }
+    let Some(tx) = subscribers.get(topic) else {
+        return;
+    };
+    if tx.receiver_count() == 0 {
+        subscribers.remove(topic);
+        return;
+    }
+    let _ = tx.send(TopicMessage {
+        topic: topic.clone(),
+        event: event.clone(),
+        payload: payload.clone(),
+    });
 }
 
 fn close_reason(code: u16) -> ws::CloseReason {
