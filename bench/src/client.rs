@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use crate::util::{
-    cpu_seconds, emit, epoch_ms, median, percentile, r3, raise_nofile_limit, rss_kib, wait_until,
-    Marks, Opts,
+    anon_kib, cpu_seconds, emit, epoch_ms, median, percentile, r3, raise_nofile_limit, rss_kib,
+    wait_until, Marks, Opts,
 };
 
 /// The topic the single-socket scenarios use.
@@ -45,6 +45,9 @@ pub fn main(opts: &Opts) -> Result<(), String> {
                 "rejoin" => rejoin(&url, &opts).await,
                 "heartbeat" => heartbeat(&url, &opts).await,
                 "reconnect-spread" => reconnect_spread(&url, &opts).await,
+                "memory-slope" => memory_slope(&url, &opts).await,
+                "scale" => scale(&url, &opts).await,
+                "rejoin-storm" => rejoin_storm(&url, &opts).await,
                 other => Err(format!("unknown scenario {other:?}")),
             }
         };
@@ -637,4 +640,257 @@ fn histogram(values: &[f64], width: f64) -> Value {
             .map(|(b, n)| (format!("{}", b as f64 * width), json!(n)))
             .collect(),
     )
+}
+
+// ---------------------------------------------------------------- memory-slope
+
+/// RSS and anonymous memory now, in KiB.
+fn mem_now() -> (f64, f64) {
+    (rss_kib(), anon_kib())
+}
+
+/// Waits until `joined` reaches `want`, then `settle`; the memory then.
+async fn joined_then_measure(
+    joined: &Rc<Cell<u64>>,
+    want: u64,
+    settle: Duration,
+) -> Result<(f64, f64), String> {
+    if !wait_until(Duration::from_secs(300), Duration::from_millis(10), || {
+        joined.get() >= want
+    })
+    .await
+    {
+        return Err(format!("only {} of {want} joins succeeded", joined.get()));
+    }
+    tokio::time::sleep(settle).await;
+    Ok(mem_now())
+}
+
+fn start_members(
+    url: &str,
+    range: std::ops::Range<u64>,
+    joined: &Rc<Cell<u64>>,
+    addrs: &mut Vec<Addr<Client<Member>>>,
+) {
+    for s in range {
+        let member = Member {
+            topics: vec![format!("room:s{s}t0")],
+            joined: joined.clone(),
+        };
+        addrs.push(Client::new(member, config(url)).start());
+    }
+}
+
+/// Marginal memory in one process: 100 sockets × 1 topic (A), the same 100 sockets ×
+/// 10 topics (B), 900 more sockets × 1 topic (C), those 900 × 10 topics (D).
+/// Per socket = (C − B) / 900; per topic at 100 sockets = (B − A) / 900 joins; per
+/// topic at 1000 sockets = (D − C) / 8100 joins. RSS and RssAnon alike.
+async fn memory_slope(url: &str, opts: &Opts) -> Result<Value, String> {
+    let (small, large): (u64, u64) = (
+        opts.num("sockets-from", 100)?,
+        opts.num("sockets-to", 1000)?,
+    );
+    let topics: u64 = opts.num("topics", 10)?;
+    if small == 0 || large <= small || topics < 2 {
+        return Err("need 0 < sockets-from < sockets-to and topics ≥ 2".into());
+    }
+    let settle = Duration::from_millis(opts.num("settle-ms", 500)?);
+    let joined = Rc::new(Cell::new(0u64));
+    let mut addrs = Vec::with_capacity(large as usize);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let m0 = mem_now();
+    start_members(url, 0..small, &joined, &mut addrs);
+    let mut want = small;
+    let a = joined_then_measure(&joined, want, settle).await?;
+    let join_more = |addrs: &[Addr<Client<Member>>], from: u64| {
+        for (i, addr) in addrs.iter().enumerate() {
+            let s = from + i as u64;
+            for t in 1..topics {
+                addr.do_send(Join::new(format!("room:s{s}t{t}"), json!({})));
+            }
+        }
+    };
+    join_more(&addrs, 0);
+    want += small * (topics - 1);
+    let b = joined_then_measure(&joined, want, settle).await?;
+    start_members(url, small..large, &joined, &mut addrs);
+    want += large - small;
+    let c = joined_then_measure(&joined, want, settle).await?;
+    join_more(&addrs[small as usize..], small);
+    want += (large - small) * (topics - 1);
+    let d = joined_then_measure(&joined, want, settle).await?;
+    let per = |x: f64, y: f64, n: u64| r3((y - x) / n as f64);
+    let new_sockets = large - small;
+    Ok(json!({
+        "scenario": "memory-slope",
+        "sockets_from": small,
+        "sockets_to": large,
+        "topics": topics,
+        "rss_kib": [m0.0, a.0, b.0, c.0, d.0],
+        "anon_kib": [m0.1, a.1, b.1, c.1, d.1],
+        "rss_per_socket_kib": per(b.0, c.0, new_sockets),
+        "anon_per_socket_kib": per(b.1, c.1, new_sockets),
+        "rss_per_topic_small_kib": per(a.0, b.0, small * (topics - 1)),
+        "anon_per_topic_small_kib": per(a.1, b.1, small * (topics - 1)),
+        "rss_per_topic_large_kib": per(c.0, d.0, new_sockets * (topics - 1)),
+        "anon_per_topic_large_kib": per(c.1, d.1, new_sockets * (topics - 1)),
+        "alive": addrs.iter().filter(|a| a.connected()).count(),
+    }))
+}
+
+// ----------------------------------------------------------------------- scale
+
+/// Many sockets (10 000) with one topic each: connect+join time, memory, and the CPU
+/// the process uses per second once all are joined and only heartbeats flow.
+async fn scale(url: &str, opts: &Opts) -> Result<Value, String> {
+    let sockets: u64 = opts.num("sockets", 10_000)?;
+    let idle = Duration::from_secs(opts.num("idle-s", 30)?);
+    let settle = Duration::from_millis(opts.num("settle-ms", 1000)?);
+    let joined = Rc::new(Cell::new(0u64));
+    let mut addrs = Vec::with_capacity(sockets as usize);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let m0 = mem_now();
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    start_members(url, 0..sockets, &joined, &mut addrs);
+    if !wait_until(Duration::from_secs(300), Duration::from_millis(10), || {
+        joined.get() >= sockets
+    })
+    .await
+    {
+        return Err(format!("only {} of {sockets} joined", joined.get()));
+    }
+    let (join_s, join_cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
+    tokio::time::sleep(settle).await;
+    let m1 = mem_now();
+    let cpu1 = cpu_seconds();
+    tokio::time::sleep(idle).await;
+    let idle_cpu = cpu_seconds() - cpu1;
+    let alive = addrs.iter().filter(|a| a.connected()).count();
+    let mut frames_out = 0u64;
+    let mut connects = 0u64;
+    // A sample of the sockets' status (all of them would take long with 10 000).
+    for a in addrs.iter().take(100) {
+        if let Ok(st) = a.status().await {
+            frames_out += st.traffic.frames_out;
+            connects += st.connects;
+        }
+    }
+    Ok(json!({
+        "scenario": "scale",
+        "sockets": sockets,
+        "joined": joined.get(),
+        "connect_join_s": join_s,
+        "connect_join_cpu_s": join_cpu,
+        "rss_per_socket_kib": r3((m1.0 - m0.0) / sockets as f64),
+        "anon_per_socket_kib": r3((m1.1 - m0.1) / sockets as f64),
+        "rss_kib": m1.0,
+        "idle_s": idle.as_secs_f64(),
+        "idle_cpu_ms_per_s": r3(idle_cpu * 1000.0 / idle.as_secs_f64()),
+        "alive": alive,
+        "sample_frames_out": frames_out,
+        "sample_connects": connects,
+    }))
+}
+
+// ---------------------------------------------------------------- rejoin-storm
+
+/// One socket of the storm: joins its topics, and after each reconnect records when
+/// the last of them is joined again.
+struct Stormer {
+    topics: Vec<String>,
+    joined_now: usize,
+    cycle: u64,
+    initial: Rc<Cell<u64>>,
+    reconnected: Rc<RefCell<Vec<f64>>>,
+    back: Rc<RefCell<Vec<f64>>>,
+}
+
+impl SlipstreamActor for Stormer {
+    fn init(&mut self, socket: &mut Socket<'_, Self>) {
+        for t in &self.topics {
+            socket.join(t.as_str(), json!({}));
+        }
+        socket.connect();
+    }
+
+    fn handle_connect(&mut self, socket: &mut Socket<'_, Self>) {
+        self.joined_now = 0;
+        if self.cycle > 0 {
+            self.reconnected.borrow_mut().push(epoch_ms());
+        }
+        socket.rejoin_registered();
+    }
+
+    fn handle_join(&mut self, _topic: &Topic, _response: &Payload, _socket: &mut Socket<'_, Self>) {
+        self.joined_now += 1;
+        if self.joined_now == self.topics.len() {
+            if self.cycle == 0 {
+                self.initial.set(self.initial.get() + 1);
+            } else {
+                self.back.borrow_mut().push(epoch_ms());
+            }
+            self.cycle += 1;
+        }
+    }
+}
+
+/// 1000 sockets × 10 topics; the driver restarts the server (marks `down` and
+/// `restart`); the distribution of the times from `restart` until each socket has all
+/// its topics back.
+async fn rejoin_storm(url: &str, opts: &Opts) -> Result<Value, String> {
+    let sockets: u64 = opts.num("sockets", 1000)?;
+    let topics: u64 = opts.num("topics", 10)?;
+    let marks = Marks::from_stdin();
+    let initial = Rc::new(Cell::new(0u64));
+    let reconnected = Rc::new(RefCell::new(Vec::new()));
+    let back = Rc::new(RefCell::new(Vec::new()));
+    let mut addrs = Vec::with_capacity(sockets as usize);
+    for s in 0..sockets {
+        let st = Stormer {
+            topics: (0..topics).map(|t| format!("room:s{s}t{t}")).collect(),
+            joined_now: 0,
+            cycle: 0,
+            initial: initial.clone(),
+            reconnected: reconnected.clone(),
+            back: back.clone(),
+        };
+        addrs.push(Client::new(st, config(url)).start());
+    }
+    if !wait_until(Duration::from_secs(300), Duration::from_millis(10), || {
+        initial.get() >= sockets
+    })
+    .await
+    {
+        return Err(format!(
+            "only {} of {sockets} sockets joined",
+            initial.get()
+        ));
+    }
+    event_line("ready");
+    let complete = wait_until(Duration::from_secs(120), Duration::from_millis(10), || {
+        back.borrow().len() as u64 >= sockets && marks.get("restart").is_some()
+    })
+    .await;
+    let restart = marks
+        .get("restart")
+        .ok_or("no restart mark from the driver")?;
+    let rel = |v: &[f64]| v.iter().map(|t| t - restart).collect::<Vec<f64>>();
+    let back_ms = rel(&back.borrow());
+    let conn_ms = rel(&reconnected.borrow());
+    Ok(json!({
+        "scenario": "rejoin-storm",
+        "sockets": sockets,
+        "topics": topics,
+        "complete": complete,
+        "back": back_ms.len(),
+        "down_ms": marks.get("down").map(|d| r3(restart - d)),
+        "min_ms": r3(percentile(&back_ms, 0.0)),
+        "p10_ms": r3(percentile(&back_ms, 10.0)),
+        "p50_ms": r3(median(&back_ms)),
+        "p90_ms": r3(percentile(&back_ms, 90.0)),
+        "max_ms": r3(percentile(&back_ms, 100.0)),
+        "connect_p50_ms": r3(median(&conn_ms)),
+        "connect_max_ms": r3(percentile(&conn_ms, 100.0)),
+        "histogram_100ms": histogram(&back_ms, 100.0),
+    }))
 }

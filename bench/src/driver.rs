@@ -1,7 +1,8 @@
 //! `run`: the driver. Starts `serve` as a child process, runs every scenario for our
 //! client and each available peer `--runs` times as child processes (restarting,
-//! killing or freezing the server where the scenario asks), takes medians and writes
-//! a Markdown report.
+//! killing or freezing the server where the scenario asks), on each server mode
+//! (`--server fast,phoenix`), takes medians and writes a Markdown report with a table
+//! per server mode.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -16,6 +17,17 @@ use crate::util::{epoch_ms, median, percentile, raise_nofile_limit, Opts};
 
 /// The longest one client run may take.
 const RUN_DEADLINE: Duration = Duration::from_secs(900);
+/// How long the listener stays closed in the scenarios that restart the server like a
+/// Phoenix node: 500 ms before the new process starts, then its start (850 ms), about
+/// 1.35 s in all as measured on a real node.
+const NODE_START_DELAY_MS: u64 = 850;
+
+/// A server mode: `serve --mode NAME` plus its options.
+#[derive(Clone, Debug)]
+struct Mode {
+    name: &'static str,
+    args: Vec<String>,
+}
 
 // ------------------------------------------------------------------ the server
 
@@ -25,10 +37,22 @@ struct Server {
     url: String,
     exe: PathBuf,
     logs: PathBuf,
+    mode: Mode,
 }
 
 impl Server {
-    fn start(exe: &Path, port: u16, logs: &Path) -> Result<Server, String> {
+    fn start(exe: &Path, port: u16, logs: &Path, mode: &Mode) -> Result<Server, String> {
+        Server::start_with(exe, port, logs, mode, &[])
+    }
+
+    /// Starts `serve` with extra options (`--start-delay-ms`, `--stats-file`).
+    fn start_with(
+        exe: &Path,
+        port: u16,
+        logs: &Path,
+        mode: &Mode,
+        extra: &[String],
+    ) -> Result<Server, String> {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -38,7 +62,9 @@ impl Server {
         let mut last_err = String::new();
         for _ in 0..50 {
             let mut child = Command::new(exe)
-                .args(["serve", "--port", &port.to_string()])
+                .args(["serve", "--mode", mode.name, "--port", &port.to_string()])
+                .args(&mode.args)
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(stderr.try_clone().map_err(|e| e.to_string())?)
@@ -55,6 +81,7 @@ impl Server {
                         url: v["url"].as_str().unwrap_or_default().to_owned(),
                         exe: exe.to_owned(),
                         logs: logs.to_owned(),
+                        mode: mode.clone(),
                     });
                 }
                 _ => {
@@ -69,8 +96,12 @@ impl Server {
         Err(last_err)
     }
 
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: sends a signal to our own child process.
+    fn signal(&mut self, sig: libc::c_int) {
+        // Only while the child has not been reaped (its pid could be reused after that).
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        // SAFETY: sends a signal to our own, still running, child process.
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, sig);
         }
@@ -102,7 +133,37 @@ impl Server {
         } else {
             self.kill();
         }
-        *self = Server::start(&self.exe.clone(), self.port, &self.logs.clone())?;
+        *self = Server::start(
+            &self.exe.clone(),
+            self.port,
+            &self.logs.clone(),
+            &self.mode.clone(),
+        )?;
+        Ok(())
+    }
+
+    /// A restart the way a Phoenix node restarts: the listener stays closed
+    /// 500 ms + the node's start; the new server counts its accepts into `stats`.
+    fn restart_like_node(&mut self, graceful: bool, stats: &Path) -> Result<(), String> {
+        if graceful {
+            self.stop();
+        } else {
+            self.kill();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let extra = [
+            "--start-delay-ms".to_owned(),
+            NODE_START_DELAY_MS.to_string(),
+            "--stats-file".to_owned(),
+            stats.display().to_string(),
+        ];
+        *self = Server::start_with(
+            &self.exe.clone(),
+            self.port,
+            &self.logs.clone(),
+            &self.mode.clone(),
+            &extra,
+        )?;
         Ok(())
     }
 }
@@ -128,6 +189,10 @@ enum Control {
     Rejoin,
     Heartbeat,
     Spread,
+    /// As `Spread`, but the server restarts like a Phoenix node (closed ~1.35 s).
+    SpreadNode,
+    /// Graceful stop, node-like restart; the new server's accept rate is attached.
+    Storm,
 }
 
 struct Scenario {
@@ -244,6 +309,49 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             .concat(),
             Control::Spread,
         ),
+        s(
+            "reconnect-restart",
+            [
+                a(&["--scenario", "reconnect-spread", "--clients"]),
+                vec![q(1000, 200)],
+            ]
+            .concat(),
+            Control::SpreadNode,
+        ),
+        s(
+            "memory-slope",
+            [
+                a(&["--scenario", "memory-slope", "--sockets-from"]),
+                vec![q(100, 20), "--sockets-to".into(), q(1000, 200)],
+                a(&["--topics", "10"]),
+            ]
+            .concat(),
+            Control::None,
+        ),
+        Scenario {
+            ours_only: true,
+            ..s(
+                "scale-10k",
+                [
+                    a(&["--scenario", "scale", "--sockets"]),
+                    vec![q(10_000, 1000), "--idle-s".into(), q(30, 5)],
+                ]
+                .concat(),
+                Control::None,
+            )
+        },
+        Scenario {
+            ours_only: true,
+            ..s(
+                "rejoin-storm",
+                [
+                    a(&["--scenario", "rejoin-storm", "--topics", "10", "--sockets"]),
+                    vec![q(1000, 200)],
+                ]
+                .concat(),
+                Control::Storm,
+            )
+        },
     ]
 }
 
@@ -268,13 +376,16 @@ fn run_client(
     url: &str,
     server: &mut Option<Server>,
     logs: &Path,
+    mode: &str,
     run: usize,
 ) -> Result<Value, String> {
     let mut args = sc.args.clone();
     args.extend(["--url".to_owned(), url.to_owned()]);
+    let tag = format!("{}.{}.{}.{run}", mode, sc.id, client.name);
     let stderr =
-        std::fs::File::create(logs.join(format!("{}.{}.{run}.stderr.log", sc.id, client.name)))
-            .map_err(|e| e.to_string())?;
+        std::fs::File::create(logs.join(format!("{tag}.stderr.log"))).map_err(|e| e.to_string())?;
+    let stats_file = logs.join(format!("{tag}.accepts.json"));
+    let _ = std::fs::remove_file(&stats_file);
     let mut child = Command::new(&client.cmd[0])
         .args(&client.cmd[1..])
         .args(&args)
@@ -333,7 +444,12 @@ fn run_client(
                     write_mark(&mut stdin, "down", epoch_ms());
                     srv.kill();
                     std::thread::sleep(Duration::from_millis(500));
-                    *srv = Server::start(&srv.exe.clone(), srv.port, logs)?;
+                    *srv = Server::start(&srv.exe.clone(), srv.port, logs, &srv.mode.clone())?;
+                    write_mark(&mut stdin, "restart", epoch_ms());
+                }
+                (Control::SpreadNode | Control::Storm, "ready") => {
+                    write_mark(&mut stdin, "down", epoch_ms());
+                    srv.restart_like_node(sc.control == Control::Storm, &stats_file)?;
                     write_mark(&mut stdin, "restart", epoch_ms());
                 }
                 _ => {}
@@ -351,9 +467,21 @@ fn run_client(
             break Ok(v);
         }
     };
-    if let Some(srv) = server.as_ref() {
+    if let Some(srv) = server.as_mut() {
         srv.signal(libc::SIGCONT);
+        if sc.control == Control::Storm {
+            // The restarted server writes its accept counts when it stops.
+            srv.stop();
+        }
     }
+    let result = result.map(|mut v| {
+        if let Ok(text) = std::fs::read_to_string(&stats_file) {
+            if let Ok(stats) = serde_json::from_str::<Value>(&text) {
+                v["server_accepts"] = stats;
+            }
+        }
+        v
+    });
     drop(stdin);
     let wait_until = Instant::now() + Duration::from_secs(10);
     loop {
@@ -426,7 +554,61 @@ fn metrics(id: &str) -> Vec<Metric> {
             m("median ms freeze→detected", |v| f(v, "median_ms"), true),
             m("max ms freeze→detected", |v| f(v, "max_ms"), false),
         ],
-        "reconnect-spread" => vec![
+        "memory-slope" => vec![
+            m(
+                "KiB RSS per socket (100→1000)",
+                |v| f(v, "rss_per_socket_kib"),
+                true,
+            ),
+            m(
+                "KiB anon per socket (100→1000)",
+                |v| f(v, "anon_per_socket_kib"),
+                false,
+            ),
+            m(
+                "KiB RSS per topic, 100 sockets",
+                |v| f(v, "rss_per_topic_small_kib"),
+                false,
+            ),
+            m(
+                "KiB anon per topic, 100 sockets",
+                |v| f(v, "anon_per_topic_small_kib"),
+                false,
+            ),
+            m(
+                "KiB RSS per topic, 1000 sockets",
+                |v| f(v, "rss_per_topic_large_kib"),
+                false,
+            ),
+            m(
+                "KiB anon per topic, 1000 sockets",
+                |v| f(v, "anon_per_topic_large_kib"),
+                false,
+            ),
+        ],
+        "scale-10k" => vec![
+            m("connect+join s", |v| f(v, "connect_join_s"), true),
+            m("connect+join CPU s", |v| f(v, "connect_join_cpu_s"), false),
+            m("KiB RSS per socket", |v| f(v, "rss_per_socket_kib"), false),
+            m(
+                "KiB anon per socket",
+                |v| f(v, "anon_per_socket_kib"),
+                false,
+            ),
+            m("idle CPU ms per s", |v| f(v, "idle_cpu_ms_per_s"), false),
+            m("connected at the end", |v| f(v, "alive"), false),
+        ],
+        "rejoin-storm" => vec![
+            m("p50 ms restart→all topics back", |v| f(v, "p50_ms"), true),
+            m("min ms", |v| f(v, "min_ms"), false),
+            m("p10 ms", |v| f(v, "p10_ms"), false),
+            m("p90 ms", |v| f(v, "p90_ms"), false),
+            m("max ms", |v| f(v, "max_ms"), false),
+            m("sockets back", |v| f(v, "back"), false),
+            m("peak accepts per 100 ms", |v| peak_accepts(v), false),
+            m("ms listening→last accept", |v| accept_span_ms(v), false),
+        ],
+        "reconnect-spread" | "reconnect-restart" => vec![
             m("p50 ms after restart", |v| f(v, "p50_ms"), true),
             m("min ms", |v| f(v, "min_ms"), false),
             m("p10 ms", |v| f(v, "p10_ms"), false),
@@ -438,6 +620,23 @@ fn metrics(id: &str) -> Vec<Metric> {
     }
 }
 
+/// The largest count of accepted connections in a 100 ms bucket of the restarted server.
+fn peak_accepts(v: &Value) -> Option<f64> {
+    v["server_accepts"]["accepts"]
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_f64)
+        .reduce(f64::max)
+}
+
+/// The end of the last non-empty accept bucket, in ms after the server listened.
+fn accept_span_ms(v: &Value) -> Option<f64> {
+    let b = v["server_accepts"]["accepts"].as_array()?;
+    let width = v["server_accepts"]["bucket_ms"].as_f64()?;
+    let last = b.iter().rposition(|x| x.as_f64().unwrap_or(0.0) > 0.0)?;
+    Some((last + 1) as f64 * width)
+}
+
 fn target(id: &str) -> &'static str {
     match id {
         "echo-100" => "≤ rawrust-ct",
@@ -447,7 +646,8 @@ fn target(id: &str) -> &'static str {
         "memory-100x10" => "≤ 20 KiB",
         "rejoin" => "≤ 10 ms, every restart",
         "heartbeat" => "≤ interval+timeout; median < phoenixjs",
-        "reconnect-spread" => "spread (not lockstep)",
+        "reconnect-spread" | "reconnect-restart" => "spread (not lockstep)",
+        "rejoin-storm" => "spread (no thundering herd)",
         _ => "",
     }
 }
@@ -599,6 +799,36 @@ pub fn main(opts: &Opts) -> Result<(), String> {
     let logs = out.parent().unwrap_or(Path::new(".")).join("bench-logs");
     std::fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
     let external_url = opts.str("url").map(str::to_owned);
+    // Server modes; `--phoenix-knobs k=v,k=v` passes `--k v` to `serve --mode phoenix`.
+    let mut modes = Vec::new();
+    for name in opts.str("server").unwrap_or("fast,phoenix").split(',') {
+        match name.trim() {
+            "fast" => modes.push(Mode {
+                name: "fast",
+                args: Vec::new(),
+            }),
+            "phoenix" => {
+                let mut args = Vec::new();
+                for kv in opts.str("phoenix-knobs").unwrap_or("").split(',') {
+                    let kv = kv.trim();
+                    if kv.is_empty() {
+                        continue;
+                    }
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, "true"));
+                    args.extend([format!("--{k}"), v.to_owned()]);
+                }
+                modes.push(Mode {
+                    name: "phoenix",
+                    args,
+                });
+            }
+            other => return Err(format!("unknown --server {other:?} (fast, phoenix)")),
+        }
+    }
+    if external_url.is_some() {
+        // One external server: its mode is whatever it is.
+        modes.truncate(1);
+    }
 
     let mut clients = vec![ClientSpec {
         name: "slipstream",
@@ -609,75 +839,83 @@ pub fn main(opts: &Opts) -> Result<(), String> {
 
     let load_start = loadavg();
     let started = Instant::now();
-    // results[scenario][client] = one Value per run
-    let mut results: BTreeMap<&'static str, BTreeMap<&'static str, Vec<Value>>> = BTreeMap::new();
+    // results[mode][scenario][client] = one Value per run
+    let mut results: Results = BTreeMap::new();
     let mut commands = Vec::new();
     let all = scenarios(quick);
-    for sc in &all {
-        if only.as_ref().is_some_and(|o| !o.iter().any(|x| x == sc.id)) {
-            continue;
-        }
-        if external_url.is_some() && sc.control != Control::None {
-            notes.push(format!(
-                "{}: skipped, needs a server the driver can restart or freeze (not with --url)",
-                sc.id
-            ));
-            continue;
-        }
-        for client in &clients {
-            if sc.ours_only && client.name != "slipstream" {
+    for mode in &modes {
+        for sc in &all {
+            if only.as_ref().is_some_and(|o| !o.iter().any(|x| x == sc.id)) {
                 continue;
             }
-            for run in 0..runs {
-                let mut server = match &external_url {
-                    Some(_) => None,
-                    None => Some(Server::start(&exe, 0, &logs)?),
-                };
-                let url = external_url
-                    .clone()
-                    .or_else(|| server.as_ref().map(|s| s.url.clone()))
-                    .unwrap_or_default();
-                if run == 0 {
-                    commands.push(format!(
-                        "{} {} --url {url}",
-                        client.cmd.join(" "),
-                        sc.args.join(" ")
-                    ));
+            if external_url.is_some() && sc.control != Control::None {
+                notes.push(format!(
+                    "{}: skipped, needs a server the driver can restart or freeze (not with --url)",
+                    sc.id
+                ));
+                continue;
+            }
+            for client in &clients {
+                if sc.ours_only && client.name != "slipstream" {
+                    continue;
                 }
-                eprintln!(
-                    "[{:>6.1}s] {} / {} run {}/{runs}",
-                    started.elapsed().as_secs_f64(),
-                    sc.id,
-                    client.name,
-                    run + 1
-                );
-                let r = run_client(client, sc, &url, &mut server, &logs, run);
-                drop(server);
-                match r {
-                    Ok(v) => {
-                        eprintln!("          {v}");
-                        if let Some(s) = v.get("skipped") {
-                            notes.push(format!(
-                                "{} / {}: skipped by the client: {s}",
-                                sc.id, client.name
-                            ));
-                            break;
-                        }
-                        results
-                            .entry(sc.id)
-                            .or_default()
-                            .entry(client.name)
-                            .or_default()
-                            .push(v);
-                    }
-                    Err(e) => {
-                        eprintln!("          failed: {e}");
-                        notes.push(format!(
-                            "{} / {} run {}: failed: {e}",
-                            sc.id,
-                            client.name,
-                            run + 1
+                for run in 0..runs {
+                    let mut server = match &external_url {
+                        Some(_) => None,
+                        None => Some(Server::start(&exe, 0, &logs, mode)?),
+                    };
+                    let url = external_url
+                        .clone()
+                        .or_else(|| server.as_ref().map(|s| s.url.clone()))
+                        .unwrap_or_default();
+                    if run == 0 {
+                        commands.push(format!(
+                            "{} {} --url {url}    # server: serve --mode {} {}",
+                            client.cmd.join(" "),
+                            sc.args.join(" "),
+                            mode.name,
+                            mode.args.join(" ")
                         ));
+                    }
+                    eprintln!(
+                        "[{:>6.1}s] {} / {} / {} run {}/{runs}",
+                        started.elapsed().as_secs_f64(),
+                        mode.name,
+                        sc.id,
+                        client.name,
+                        run + 1
+                    );
+                    let r = run_client(client, sc, &url, &mut server, &logs, mode.name, run);
+                    drop(server);
+                    match r {
+                        Ok(v) => {
+                            eprintln!("          {v}");
+                            if let Some(s) = v.get("skipped") {
+                                notes.push(format!(
+                                    "{} / {} / {}: skipped by the client: {s}",
+                                    mode.name, sc.id, client.name
+                                ));
+                                break;
+                            }
+                            results
+                                .entry(mode.name)
+                                .or_default()
+                                .entry(sc.id)
+                                .or_default()
+                                .entry(client.name)
+                                .or_default()
+                                .push(v);
+                        }
+                        Err(e) => {
+                            eprintln!("          failed: {e}");
+                            notes.push(format!(
+                                "{} / {} / {} run {}: failed: {e}",
+                                mode.name,
+                                sc.id,
+                                client.name,
+                                run + 1
+                            ));
+                        }
                     }
                 }
             }
@@ -712,11 +950,27 @@ pub fn main(opts: &Opts) -> Result<(), String> {
     Ok(())
 }
 
+/// results[mode][scenario][client]: one result per run.
+type Results = BTreeMap<&'static str, BTreeMap<&'static str, BTreeMap<&'static str, Vec<Value>>>>;
+
+/// What each server mode is, for the report.
+fn mode_title(mode: &str) -> &'static str {
+    match mode {
+        "fast" => {
+            "server `fast`: the bundled test server (answers in the socket's task, in bursts)"
+        }
+        "phoenix" => {
+            "server `phoenix`: the Phoenix-like server (a task per channel, one write per frame)"
+        }
+        _ => "server",
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn render(
     all: &[Scenario],
     clients: &[ClientSpec],
-    results: &BTreeMap<&'static str, BTreeMap<&'static str, Vec<Value>>>,
+    results: &Results,
     notes: &[String],
     commands: &[String],
     runs: usize,
@@ -731,15 +985,40 @@ fn render(
         loadavg()
     ));
     s.push_str(&format!(
-        "- runs per figure: {runs} (median){}\n",
+        "- runs per figure: {runs} (median; [min–max] of the runs beside the primary figures){}\n",
         if quick {
             "; --quick (reduced counts)"
         } else {
             ""
         }
     ));
-    s.push_str("- client CPU = user+sys of the client process around the scenario only\n\n");
+    s.push_str("- client CPU = user+sys of the client process around the scenario only\n");
     let names: Vec<&str> = clients.iter().map(|c| c.name).collect();
+    for (mode, results) in results {
+        s.push_str(&format!("\n## {}\n\n", mode_title(mode)));
+        render_mode(&mut s, all, &names, results);
+    }
+    if !notes.is_empty() {
+        s.push_str("\n## Notes\n\n");
+        for n in notes {
+            s.push_str(&format!("- {n}\n"));
+        }
+    }
+    s.push_str("\n## Commands (first run of each; the URL changes per run)\n\n```\n");
+    for c in commands {
+        s.push_str(c);
+        s.push('\n');
+    }
+    s.push_str("```\n");
+    s
+}
+
+fn render_mode(
+    s: &mut String,
+    all: &[Scenario],
+    names: &[&str],
+    results: &BTreeMap<&'static str, BTreeMap<&'static str, Vec<Value>>>,
+) {
     s.push_str(&format!(
         "| scenario | figure | {} | ours/rawrust-ct | ours/phoenixjs | target |\n",
         names.join(" | ")
@@ -748,13 +1027,15 @@ fn render(
         "|---|---|{}---|---|---|\n",
         "---:|".repeat(names.len())
     ));
-    let med = |id: &str, client: &str, get: fn(&Value) -> Option<f64>| -> f64 {
-        let vals: Vec<f64> = results
+    let vals = |id: &str, client: &str, get: fn(&Value) -> Option<f64>| -> Vec<f64> {
+        results
             .get(id)
             .and_then(|m| m.get(client))
             .map(|v| v.iter().filter_map(get).collect())
-            .unwrap_or_default();
-        median(&vals)
+            .unwrap_or_default()
+    };
+    let med = |id: &str, client: &str, get: fn(&Value) -> Option<f64>| -> f64 {
+        median(&vals(id, client, get))
     };
     for sc in all {
         if !results.contains_key(sc.id) {
@@ -763,7 +1044,20 @@ fn render(
         for m in metrics(sc.id) {
             let cells: Vec<String> = names
                 .iter()
-                .map(|c| fmt_num(med(sc.id, c, m.get)))
+                .map(|c| {
+                    let v = vals(sc.id, c, m.get);
+                    let x = median(&v);
+                    if m.primary && v.len() > 1 {
+                        format!(
+                            "{} [{}–{}]",
+                            fmt_num(x),
+                            fmt_num(percentile(&v, 0.0)),
+                            fmt_num(percentile(&v, 100.0))
+                        )
+                    } else {
+                        fmt_num(x)
+                    }
+                })
                 .collect();
             let ours = med(sc.id, "slipstream", m.get);
             let ratio = |peer: &str| {
@@ -798,6 +1092,35 @@ fn render(
             e10k / e100
         ));
     }
+    // Each peer's CPU relative to rawrust-ct (the calibration of the Phoenix-like server).
+    let primary = |id: &str| metrics(id).into_iter().find(|m| m.primary).map(|m| m.get);
+    let mut ratios = String::new();
+    for id in ["echo-100", "echo-10k", "flood"] {
+        let Some(get) = primary(id) else { continue };
+        let ct = med(id, "rawrust-ct", get);
+        if !(ct > 0.0) {
+            continue;
+        }
+        let cells: Vec<String> = names
+            .iter()
+            .map(|c| {
+                let x = med(id, c, get);
+                format!(
+                    "{c} {}",
+                    if x.is_nan() {
+                        "–".into()
+                    } else {
+                        format!("{:.2}", x / ct)
+                    }
+                )
+            })
+            .collect();
+        ratios.push_str(&format!("- {id}: {}\n", cells.join(", ")));
+    }
+    if !ratios.is_empty() {
+        s.push_str("\nCPU relative to rawrust-ct (medians):\n\n");
+        s.push_str(&ratios);
+    }
     if let Some(runs) = results.get("rejoin").and_then(|m| m.get("slipstream")) {
         let all_ms: Vec<f64> = runs
             .iter()
@@ -817,17 +1140,21 @@ fn render(
             fmt_num(percentile(&all_ms, 90.0))
         ));
     }
-    if !notes.is_empty() {
-        s.push_str("\n## Notes\n\n");
-        for n in notes {
-            s.push_str(&format!("- {n}\n"));
+    if let Some(runs) = results
+        .get("rejoin-storm")
+        .and_then(|m| m.get("slipstream"))
+    {
+        s.push_str("\nrejoin-storm, accepted connections per 100 ms after the restarted server listened (per run):\n\n");
+        for (i, v) in runs.iter().enumerate() {
+            let b: Vec<String> = v["server_accepts"]["accepts"]
+                .as_array()
+                .map(|a| a.iter().map(|x| x.to_string()).collect())
+                .unwrap_or_default();
+            s.push_str(&format!("- run {}: [{}]\n", i + 1, b.join(", ")));
+        }
+        s.push_str("\nrejoin-storm, sockets with all topics back per 100 ms after the restart (per run):\n\n");
+        for (i, v) in runs.iter().enumerate() {
+            s.push_str(&format!("- run {}: {}\n", i + 1, v["histogram_100ms"]));
         }
     }
-    s.push_str("\n## Commands (first run of each; the URL changes per run)\n\n```\n");
-    for c in commands {
-        s.push_str(c);
-        s.push('\n');
-    }
-    s.push_str("```\n");
-    s
 }

@@ -10,6 +10,7 @@
 
 mod client;
 mod driver;
+mod phx;
 mod serve;
 mod util;
 

@@ -65,10 +65,20 @@ pub fn cpu_seconds() -> f64 {
 
 /// VmRSS of this process in KiB, from /proc/self/status.
 pub fn rss_kib() -> f64 {
+    status_kib("VmRSS:")
+}
+
+/// RssAnon of this process in KiB (resident anonymous memory: the heap and stacks,
+/// not the mapped code), from /proc/self/status.
+pub fn anon_kib() -> f64 {
+    status_kib("RssAnon:")
+}
+
+fn status_kib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .unwrap_or(f64::NAN)
 }

@@ -1,4 +1,5 @@
 // Shared helpers of the JS benchmark peers: options, CPU, RSS, marks from the driver.
+import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 
 export function parseArgs(argv) {
@@ -26,6 +27,51 @@ export function cpuSeconds() {
 }
 
 export const rssKib = () => process.memoryUsage().rss / 1024;
+
+// RssAnon of this process in KiB (resident anonymous memory), from /proc/self/status.
+export function anonKib() {
+  const m = /RssAnon:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"));
+  return m ? Number(m[1]) : null;
+}
+
+// The memory-slope scenario's steps, shared by the JS peers (see docs/performance.md):
+// `open(from, to)` opens sockets from..to with topic t0 each, `joinMore(from, to)` makes
+// sockets from..to join topics t1..t(topics-1); `joined()` counts join replies.
+export async function memorySlope(o, { open, joinMore, joined }) {
+  const small = num(o, "sockets-from", 100);
+  const large = num(o, "sockets-to", 1000);
+  const topics = num(o, "topics", 10);
+  const settle = num(o, "settle-ms", 500);
+  const mem = () => [rssKib(), anonKib()];
+  const measure = async (want) => {
+    if (!(await waitUntil(300000, () => joined() >= want))) throw new Error(`only ${joined()} of ${want} joined`);
+    await sleep(settle);
+    return mem();
+  };
+  await sleep(100);
+  const m0 = mem();
+  open(0, small);
+  let want = small;
+  const a = await measure(want);
+  joinMore(0, small);
+  want += small * (topics - 1);
+  const b = await measure(want);
+  open(small, large);
+  want += large - small;
+  const c = await measure(want);
+  joinMore(small, large);
+  want += (large - small) * (topics - 1);
+  const d = await measure(want);
+  const per = (x, y, n) => (y - x) / n;
+  const n = large - small;
+  return {
+    scenario: "memory-slope", sockets_from: small, sockets_to: large, topics,
+    rss_kib: [m0[0], a[0], b[0], c[0], d[0]], anon_kib: [m0[1], a[1], b[1], c[1], d[1]],
+    rss_per_socket_kib: per(b[0], c[0], n), anon_per_socket_kib: per(b[1], c[1], n),
+    rss_per_topic_small_kib: per(a[0], b[0], small * (topics - 1)), anon_per_topic_small_kib: per(a[1], b[1], small * (topics - 1)),
+    rss_per_topic_large_kib: per(c[0], d[0], n * (topics - 1)), anon_per_topic_large_kib: per(c[1], d[1], n * (topics - 1)),
+  };
+}
 export const epochMs = () => performance.timeOrigin + performance.now();
 export const nowMs = () => performance.now();
 

@@ -4,7 +4,7 @@
 import { Socket } from "phoenix";
 import WebSocket from "ws";
 import {
-  cpuSeconds, emit, epochMs, main, marksFromStdin, median, nowMs, num, percentile, rssKib, sleep, waitUntil,
+  cpuSeconds, emit, epochMs, main, marksFromStdin, median, memorySlope, nowMs, num, percentile, rssKib, sleep, waitUntil,
 } from "./common.mjs";
 
 const TOPIC = "room:bench";
@@ -213,4 +213,25 @@ async function reconnectSpread(o) {
   };
 }
 
-main("phoenixjs", { echo, flood, memory, rejoin, heartbeat, "reconnect-spread": reconnectSpread });
+function slope(o) {
+  const topics = num(o, "topics", 10);
+  const keep = [];
+  let joined = 0;
+  const join = (s, i, t) => s.channel(`room:s${i}t${t}`, {}).join(60000).receive("ok", () => { joined += 1; });
+  return memorySlope(o, {
+    open: (from, to) => {
+      for (let i = from; i < to; i += 1) {
+        const s = socket(o.url);
+        s.connect();
+        join(s, i, 0);
+        keep[i] = s;
+      }
+    },
+    joinMore: (from, to) => {
+      for (let i = from; i < to; i += 1) for (let t = 1; t < topics; t += 1) join(keep[i], i, t);
+    },
+    joined: () => joined,
+  });
+}
+
+main("phoenixjs", { echo, flood, memory, rejoin, heartbeat, "reconnect-spread": reconnectSpread, "memory-slope": slope });

@@ -3,7 +3,7 @@
 // (see docs/performance.md). Scenarios: echo, flood, memory, rejoin (heartbeat and
 // reconnect-spread are skipped: a raw client has neither).
 import WebSocket from "ws";
-import { cpuSeconds, emit, main, marksFromStdin, median, nowMs, num, percentile, rssKib, sleep, waitUntil } from "./common.mjs";
+import { cpuSeconds, emit, main, marksFromStdin, median, memorySlope, nowMs, num, percentile, rssKib, sleep, waitUntil } from "./common.mjs";
 
 const TOPIC = "room:bench";
 const wsUrl = (url) => `${url}/websocket?token=bench&vsn=2.0.0`;
@@ -179,4 +179,36 @@ async function rejoin(o) {
   };
 }
 
-main("rawnode", { echo, flood, memory, rejoin });
+function slope(o) {
+  const topics = num(o, "topics", 10);
+  const keep = [];
+  let joined = 0;
+  // Joins asked for before a socket opened are sent on open.
+  const join = (k, i, t) => {
+    k.ref += 1;
+    const f = frame(String(k.ref), String(k.ref), `room:s${i}t${t}`, "phx_join", {});
+    if (k.ws.readyState === WebSocket.OPEN) k.ws.send(f);
+    else k.pending.push(f);
+  };
+  return memorySlope(o, {
+    open: (from, to) => {
+      for (let i = from; i < to; i += 1) {
+        const k = { ws: new WebSocket(wsUrl(o.url), { perMessageDeflate: false }), ref: 0, pending: [] };
+        k.ws.on("open", () => { for (const f of k.pending.splice(0)) k.ws.send(f); });
+        k.ws.on("message", (data) => {
+          const [, ref, , event] = JSON.parse(data);
+          if (event === "phx_reply" && ref !== null) joined += 1;
+        });
+        k.ws.on("error", () => {});
+        join(k, i, 0);
+        keep[i] = k;
+      }
+    },
+    joinMore: (from, to) => {
+      for (let i = from; i < to; i += 1) for (let t = 1; t < topics; t += 1) join(keep[i], i, t);
+    },
+    joined: () => joined,
+  });
+}
+
+main("rawnode", { echo, flood, memory, rejoin, "memory-slope": slope });

@@ -4,7 +4,7 @@
 //!
 //! raw-rust-peer --runtime current-thread|multi-thread --scenario S --url URL [options]
 //!
-//! Scenarios: echo, flood, memory, rejoin. Heartbeat and reconnect-spread are not
+//! Scenarios: echo, flood, memory, memory-slope, rejoin. Heartbeat and reconnect-spread are not
 //! implemented (a raw client has neither): it prints `{"skipped": ...}` for them.
 
 use std::collections::HashMap;
@@ -300,6 +300,128 @@ async fn memory(url: &str, o: &Opts) -> Res<Value> {
     Ok(v)
 }
 
+fn anon_kib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// One socket of memory-slope: joins `room:s{s}t0`, then the topics it is told to.
+fn slope_socket(
+    url: String,
+    s: u64,
+    joined: Arc<AtomicU64>,
+    mut more: tokio::sync::mpsc::Receiver<Vec<String>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let run = async {
+            let mut ws = connect(&url, Some(4096)).await?;
+            let mut next_ref = 1u64;
+            let mut join = |topic: &str| {
+                let r = next_ref.to_string();
+                next_ref += 1;
+                encode(Some(&r), &r, topic, "phx_join", &json!({}))
+            };
+            ws.send(join(&format!("room:s{s}t0")))
+                .await
+                .map_err(|e| e.to_string())?;
+            loop {
+                tokio::select! {
+                    topics = more.recv() => {
+                        for t in topics.unwrap_or_default() {
+                            ws.feed(join(&t)).await.map_err(|e| e.to_string())?;
+                        }
+                        ws.flush().await.map_err(|e| e.to_string())?;
+                    }
+                    m = ws.next() => {
+                        let Some(m) = m else { break };
+                        let m = m.map_err(|e| e.to_string())?;
+                        if let Some((_, Some(_), _, ev, _)) = decode(&m) {
+                            if ev == "phx_reply" {
+                                joined.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+            }
+            Ok::<(), String>(())
+        };
+        let _ = run.await;
+    })
+}
+
+/// Marginal memory in one process (see docs/performance.md, `memory-slope`).
+async fn memory_slope(url: &str, o: &Opts) -> Res<Value> {
+    let small = o.num("sockets-from", 100);
+    let large = o.num("sockets-to", 1000);
+    let topics = o.num("topics", 10);
+    let settle = Duration::from_millis(o.num("settle-ms", 500));
+    let joined = Arc::new(AtomicU64::new(0));
+    let mem = || (rss_kib(), anon_kib());
+    let measure = |want: u64| {
+        let joined = joined.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while joined.load(Ordering::Relaxed) < want {
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "only {} of {want} joined",
+                        joined.load(Ordering::Relaxed)
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(settle).await;
+            Ok::<(f64, f64), String>(mem())
+        }
+    };
+    let mut tasks = Vec::new();
+    let mut cmds = Vec::new();
+    let open = |from: u64, to: u64, tasks: &mut Vec<_>, cmds: &mut Vec<_>| {
+        for s in from..to {
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            tasks.push(slope_socket(url.to_owned(), s, joined.clone(), rx));
+            cmds.push(tx);
+        }
+    };
+    let join_more = |from: u64, cmds: &[tokio::sync::mpsc::Sender<Vec<String>>]| {
+        for (i, tx) in cmds.iter().enumerate() {
+            let s = from + i as u64;
+            let _ = tx.try_send((1..topics).map(|t| format!("room:s{s}t{t}")).collect());
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let m0 = mem();
+    open(0, small, &mut tasks, &mut cmds);
+    let mut want = small;
+    let a = measure(want).await?;
+    join_more(0, &cmds);
+    want += small * (topics - 1);
+    let b = measure(want).await?;
+    open(small, large, &mut tasks, &mut cmds);
+    want += large - small;
+    let c = measure(want).await?;
+    join_more(small, &cmds[small as usize..]);
+    want += (large - small) * (topics - 1);
+    let d = measure(want).await?;
+    let per = |x: f64, y: f64, n: u64| (y - x) / n as f64;
+    let n = large - small;
+    let v = json!({"scenario": "memory-slope", "sockets_from": small, "sockets_to": large, "topics": topics,
+        "rss_kib": [m0.0, a.0, b.0, c.0, d.0], "anon_kib": [m0.1, a.1, b.1, c.1, d.1],
+        "rss_per_socket_kib": per(b.0, c.0, n), "anon_per_socket_kib": per(b.1, c.1, n),
+        "rss_per_topic_small_kib": per(a.0, b.0, small * (topics - 1)),
+        "anon_per_topic_small_kib": per(a.1, b.1, small * (topics - 1)),
+        "rss_per_topic_large_kib": per(c.0, d.0, n * (topics - 1)),
+        "anon_per_topic_large_kib": per(c.1, d.1, n * (topics - 1))});
+    for t in tasks {
+        t.abort();
+    }
+    Ok(v)
+}
+
 async fn rejoin(url: &str, o: &Opts) -> Res<Value> {
     let topics = o.num("topics", 100);
     let restarts = o.num("restarts", 20);
@@ -397,7 +519,8 @@ fn main() {
             "flood" => flood(&url, &o).await,
             "memory" => memory(&url, &o).await,
             "rejoin" => rejoin(&url, &o).await,
-            "heartbeat" | "reconnect-spread" => {
+            "memory-slope" => memory_slope(&url, &o).await,
+            "heartbeat" | "reconnect-spread" | "scale" | "rejoin-storm" => {
                 Ok(json!({"skipped": "not implemented by the raw client"}))
             }
             other => Err(format!("unknown scenario {other:?}")),
