@@ -605,8 +605,8 @@ fn metrics(id: &str) -> Vec<Metric> {
             m("p90 ms", |v| f(v, "p90_ms"), false),
             m("max ms", |v| f(v, "max_ms"), false),
             m("sockets back", |v| f(v, "back"), false),
-            m("peak accepts per 100 ms", |v| peak_accepts(v), false),
-            m("ms listening→last accept", |v| accept_span_ms(v), false),
+            m("peak accepts per 100 ms", peak_accepts, false),
+            m("ms listening→last accept", accept_span_ms, false),
         ],
         "reconnect-spread" | "reconnect-restart" => vec![
             m("p50 ms after restart", |v| f(v, "p50_ms"), true),
@@ -950,7 +950,7 @@ pub fn main(opts: &Opts) -> Result<(), String> {
     Ok(())
 }
 
-/// results[mode][scenario][client]: one result per run.
+/// `results[mode][scenario][client]`: one result per run.
 type Results = BTreeMap<&'static str, BTreeMap<&'static str, BTreeMap<&'static str, Vec<Value>>>>;
 
 /// What each server mode is, for the report.
@@ -1098,7 +1098,7 @@ fn render_mode(
     for id in ["echo-100", "echo-10k", "flood"] {
         let Some(get) = primary(id) else { continue };
         let ct = med(id, "rawrust-ct", get);
-        if !(ct > 0.0) {
+        if ct.is_nan() || ct <= 0.0 {
             continue;
         }
         let cells: Vec<String> = names

@@ -1,11 +1,12 @@
 //! `slipstream-bench`: end-to-end benchmarks of actix-slipstream against peers
 //! (phoenix.js, raw `ws` on Node, raw tokio-tungstenite), over loopback against the
-//! bundled Phoenix-compatible test server. See docs/performance.md.
+//! bundled Phoenix-compatible test server (`fast`) and a Phoenix-like server
+//! (`phoenix`). See docs/performance.md.
 //!
 //! ```text
-//! slipstream-bench serve [--port N]
+//! slipstream-bench serve [--mode fast|phoenix] [--port N] [--start-delay-ms N] [--stats-file PATH] [knobs]
 //! slipstream-bench client --scenario S --url URL [scenario options]
-//! slipstream-bench run [--runs 5] [--only S,...] [--peers P,...] [--url URL] [--quick] [--out FILE]
+//! slipstream-bench run [--runs 5] [--server fast,phoenix] [--only S,...] [--peers P,...] [--url URL] [--quick] [--out FILE]
 //! ```
 
 mod client;
@@ -15,15 +16,21 @@ mod serve;
 mod util;
 
 const USAGE: &str = "usage:
-  slipstream-bench serve [--port N]
-  slipstream-bench client --scenario echo|flood|memory|rejoin|heartbeat|reconnect-spread --url URL
+  slipstream-bench serve [--mode fast|phoenix] [--port N] [--start-delay-ms 0] [--stats-file PATH]
+      phoenix knobs: [--threads 2] [--msg-work-us 30] [--push-work-us 0] [--frame-work-us 0]
+                     [--write-batch] [--sndbuf BYTES] [--rcvbuf BYTES] [--read-size 131072]
+  slipstream-bench client --scenario S --url URL
       echo:             [--n 10000] [--inflight 100] [--via socket|ext]
       flood:            [--count 200000] [--size 92]
       memory:           [--sockets 1000] [--topics 1] [--settle-ms 500]
+      memory-slope:     [--sockets-from 100] [--sockets-to 1000] [--topics 10] [--settle-ms 500]
+      scale:            [--sockets 10000] [--idle-s 30] [--settle-ms 1000]
       rejoin:           [--topics 100] [--restarts 20]        (the driver restarts the server)
+      rejoin-storm:     [--sockets 1000] [--topics 10]        (the driver restarts the server)
       heartbeat:        [--interval-ms 1000] [--timeout-ms 500] [--trials 5] (the driver freezes it)
       reconnect-spread: [--clients 1000]                      (the driver kills and restarts it)
-  slipstream-bench run [--runs 5] [--only echo-100,flood,...] [--quick]
+  slipstream-bench run [--runs 5] [--server fast,phoenix] [--only echo-100,flood,...] [--quick]
+      [--phoenix-knobs msg-work-us=30,threads=2,...]
       [--peers phoenixjs,rawnode,rawrust-mt,rawrust-ct] [--url URL] [--out target/bench-report.md]
       [--rawrust-bin PATH] [--node node] [--root REPO]
 ";

@@ -96,7 +96,7 @@ impl Knobs {
         };
         Ok(Knobs {
             threads: opts.num("threads", 2)?,
-            msg_work_us: opts.num("msg-work-us", 10)?,
+            msg_work_us: opts.num("msg-work-us", 30)?,
             push_work_us: opts.num("push-work-us", 0)?,
             frame_work_us: opts.num("frame-work-us", 0)?,
             write_batch: opts.flag("write-batch"),
@@ -219,6 +219,8 @@ async fn accept_loop(
 }
 
 /// The upgrade: `/socket/websocket` with a `token` param and `vsn=2.0.0`, else 403.
+// The signature is tungstenite's handshake callback: its error is an HTTP response.
+#[allow(clippy::result_large_err)]
 fn check_request(req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
     let query = req.uri().query().unwrap_or("");
     let params: Vec<(&str, &str)> = query
