@@ -665,3 +665,196 @@ impl ChannelTask {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The server's frames and their order, against the recorded Phoenix 1.7.24 server.
+    use super::*;
+    use tokio_tungstenite::client_async;
+
+    type Client = WebSocketStream<TcpStream>;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A server on 127.0.0.1:0 with no work knobs; returns its port and stop switch.
+    async fn server() -> (u16, watch::Sender<bool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let knobs = Arc::new(Knobs {
+            threads: 1,
+            msg_work_us: 0,
+            push_work_us: 0,
+            frame_work_us: 0,
+            write_batch: false,
+            sndbuf: None,
+            rcvbuf: None,
+            read_size: 4096,
+        });
+        let stats = Stats::new(None, "phoenix");
+        stats.listening();
+        let live = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(accept_loop(listener, knobs, stats, stop_rx, live));
+        (port, stop_tx)
+    }
+
+    async fn connect(port: u16, query: &str) -> Result<Client, String> {
+        let tcp = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let url = format!("ws://127.0.0.1:{port}/socket/websocket?{query}");
+        let (ws, _) = client_async(url, tcp).await.map_err(|e| e.to_string())?;
+        Ok(ws)
+    }
+
+    async fn send(ws: &mut Client, text: &str) {
+        tokio::time::timeout(WAIT, ws.send(Message::text(text)))
+            .await
+            .expect("send in time")
+            .expect("send");
+    }
+
+    async fn recv(ws: &mut Client) -> Message {
+        tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("a frame")
+    }
+
+    async fn recv_text(ws: &mut Client) -> String {
+        match recv(ws).await {
+            Message::Text(t) => t.as_str().to_owned(),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_match_the_recorded_server() {
+        let (port, _stop) = server().await;
+        let mut ws = connect(port, "token=x&vsn=2.0.0").await.expect("connect");
+        send(
+            &mut ws,
+            r#"["1","1","room:lobby","phx_join",{"hello":"world"}]"#,
+        )
+        .await;
+        assert_eq!(
+            recv_text(&mut ws).await,
+            r#"["1","1","room:lobby","phx_reply",{"response":{"hello":"world"},"status":"ok"}]"#
+        );
+        send(
+            &mut ws,
+            r#"["1","2","room:lobby","echo",{"msg":"hi","n":1,"nested":{"a":[1,2]}}]"#,
+        )
+        .await;
+        assert_eq!(
+            recv_text(&mut ws).await,
+            r#"["1","2","room:lobby","phx_reply",{"response":{"msg":"hi","n":1,"nested":{"a":[1,2]}},"status":"ok"}]"#
+        );
+        send(&mut ws, r#"["1","3","room:lobby","push_me",{"p":42}]"#).await;
+        assert_eq!(
+            recv_text(&mut ws).await,
+            r#"["1",null,"room:lobby","pushed",{"p":42}]"#
+        );
+        send(&mut ws, r#"[null,"4","phoenix","heartbeat",{}]"#).await;
+        assert_eq!(
+            recv_text(&mut ws).await,
+            r#"[null,"4","phoenix","phx_reply",{"response":{},"status":"ok"}]"#
+        );
+        // Leave: the channel's reply, then the socket's phx_close; then the topic is unmatched.
+        send(&mut ws, r#"["1","5","room:lobby","phx_leave",{}]"#).await;
+        assert_eq!(
+            recv_text(&mut ws).await,
+            r#"["1","5","room:lobby","phx_reply",{"response":{},"status":"ok"}]"#
+        );
+        assert_eq!(
+            recv_text(&mut ws).await,
+            r#"["1","1","room:lobby","phx_close",{}]"#
+        );
+        send(
+            &mut ws,
+            r#"["1","6","room:lobby","echo",{"after":"leave"}]"#,
+        )
+        .await;
+        assert_eq!(
+            recv_text(&mut ws).await,
+            r#"[null,"6","room:lobby","phx_reply",{"response":{"reason":"unmatched topic"},"status":"error"}]"#
+        );
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_join_is_answered_before_the_old_channel_closes() {
+        let (port, _stop) = server().await;
+        let mut ws = connect(port, "token=x&vsn=2.0.0").await.expect("connect");
+        send(&mut ws, r#"["1","1","room:lobby","phx_join",{"n":1}]"#).await;
+        recv_text(&mut ws).await;
+        send(&mut ws, r#"["3","3","room:lobby","phx_join",{"n":2}]"#).await;
+        assert_eq!(
+            recv_text(&mut ws).await,
+            r#"["3","3","room:lobby","phx_reply",{"response":{"n":2},"status":"ok"}]"#
+        );
+        assert_eq!(
+            recv_text(&mut ws).await,
+            r#"["1","1","room:lobby","phx_close",{}]"#
+        );
+        send(&mut ws, r#"["3","4","room:lobby","echo",{"after":"dup"}]"#).await;
+        assert_eq!(
+            recv_text(&mut ws).await,
+            r#"["3","4","room:lobby","phx_reply",{"response":{"after":"dup"},"status":"ok"}]"#
+        );
+    }
+
+    #[tokio::test]
+    async fn flood_pushes_every_message_then_replies_with_the_count() {
+        let (port, _stop) = server().await;
+        let mut ws = connect(port, "token=bench&vsn=2.0.0")
+            .await
+            .expect("connect");
+        send(&mut ws, r#"["1","1","room:bench","phx_join",{}]"#).await;
+        recv_text(&mut ws).await;
+        send(
+            &mut ws,
+            r#"["1","2","room:bench","flood",{"count":300,"size":3}]"#,
+        )
+        .await;
+        for n in 1..=300 {
+            assert_eq!(
+                recv_text(&mut ws).await,
+                format!(r#"["1",null,"room:bench","flooded",{{"data":"xxx","n":{n}}}]"#)
+            );
+        }
+        assert_eq!(
+            recv_text(&mut ws).await,
+            r#"["1","2","room:bench","phx_reply",{"response":{"count":300},"status":"ok"}]"#
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connect_without_token_or_vsn_is_refused() {
+        let (port, _stop) = server().await;
+        let no_token = connect(port, "vsn=2.0.0").await;
+        assert!(no_token.is_err_and(|e| e.contains("403")));
+        let no_vsn = connect(port, "token=x").await;
+        assert!(no_vsn.is_err_and(|e| e.contains("403")));
+    }
+
+    #[tokio::test]
+    async fn a_graceful_stop_closes_every_socket_with_1012() {
+        let (port, stop) = server().await;
+        let mut a = connect(port, "token=x&vsn=2.0.0").await.expect("connect");
+        let mut b = connect(port, "token=x&vsn=2.0.0").await.expect("connect");
+        // Both sockets are served (a heartbeat answered) before the stop.
+        for ws in [&mut a, &mut b] {
+            send(ws, r#"[null,"1","phoenix","heartbeat",{}]"#).await;
+            recv_text(ws).await;
+        }
+        stop.send(true)
+            .expect("the server listens to its stop switch");
+        for ws in [&mut a, &mut b] {
+            match recv(ws).await {
+                Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1012),
+                other => panic!("expected close 1012, got {other:?}"),
+            }
+        }
+    }
+}
