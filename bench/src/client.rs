@@ -564,7 +564,10 @@ async fn heartbeat(url: &str, opts: &Opts) -> Result<Value, String> {
 
 struct Spreader {
     connects: Rc<RefCell<Vec<f64>>>,
+    /// When each client first saw the connection lost (epoch ms).
+    lost: Rc<RefCell<Vec<f64>>>,
     first: bool,
+    seen_loss: bool,
     initial: Rc<Cell<u64>>,
 }
 
@@ -578,18 +581,33 @@ impl SlipstreamActor for Spreader {
         }
         socket.rejoin_registered();
     }
+
+    fn handle_disconnect(
+        &mut self,
+        reason: &DisconnectReason,
+        _socket: &mut Socket<'_, Self>,
+    ) -> AfterDisconnect {
+        if !self.first && !self.seen_loss {
+            self.seen_loss = true;
+            self.lost.borrow_mut().push(epoch_ms());
+        }
+        actix_slipstream::default_after_disconnect(reason)
+    }
 }
 
 async fn reconnect_spread(url: &str, opts: &Opts) -> Result<Value, String> {
     let clients: u64 = opts.num("clients", 1000)?;
     let marks = Marks::from_stdin();
     let connects = Rc::new(RefCell::new(Vec::new()));
+    let lost = Rc::new(RefCell::new(Vec::new()));
     let initial = Rc::new(Cell::new(0u64));
     let mut addrs = Vec::new();
     for _ in 0..clients {
         let s = Spreader {
             connects: connects.clone(),
+            lost: lost.clone(),
             first: true,
+            seen_loss: false,
             initial: initial.clone(),
         };
         let addr = Client::new(s, config(url)).start();
@@ -613,6 +631,10 @@ async fn reconnect_spread(url: &str, opts: &Opts) -> Result<Value, String> {
         .ok_or("no restart mark from the driver")?;
     let down = marks.get("down");
     let rel: Vec<f64> = connects.borrow().iter().map(|t| t - restart).collect();
+    // When the clients noticed the loss, from the driver's `down` mark.
+    let lost_rel: Vec<f64> = down
+        .map(|d| lost.borrow().iter().map(|t| t - d).collect())
+        .unwrap_or_default();
     Ok(json!({
         "scenario": "reconnect-spread",
         "clients": clients,
@@ -625,6 +647,10 @@ async fn reconnect_spread(url: &str, opts: &Opts) -> Result<Value, String> {
         "p90_ms": r3(percentile(&rel, 90.0)),
         "max_ms": r3(percentile(&rel, 100.0)),
         "histogram_25ms": histogram(&rel, 25.0),
+        "lost_p10_ms": r3(percentile(&lost_rel, 10.0)),
+        "lost_p50_ms": r3(median(&lost_rel)),
+        "lost_p90_ms": r3(percentile(&lost_rel, 90.0)),
+        "lost_max_ms": r3(percentile(&lost_rel, 100.0)),
     }))
 }
 

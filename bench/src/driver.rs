@@ -615,6 +615,7 @@ fn metrics(id: &str) -> Vec<Metric> {
             m("p90 ms", |v| f(v, "p90_ms"), false),
             m("max ms", |v| f(v, "max_ms"), false),
             m("reconnected", |v| f(v, "reconnected"), false),
+            m("p90 ms down→loss seen", |v| f(v, "lost_p90_ms"), false),
         ],
         _ => Vec::new(),
     }
