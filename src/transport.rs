@@ -9,7 +9,9 @@
 //! - the [`Outbox`] is a byte buffer the actor encodes websocket frames into; a writer
 //!   task writes whatever has accumulated in one `write` call, so every frame produced
 //!   in one turn of the actor (a burst of joins, the pushes released by a rejoin)
-//!   leaves in one syscall, with no per-frame channel message. It is bounded in bytes.
+//!   leaves in one syscall, with no per-frame channel message. User pushes (and pongs)
+//!   are queued only within its byte budget; the client's own protocol frames (joins,
+//!   leaves, heartbeats, close), whose number the topic registry bounds, always are.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -104,6 +106,8 @@ pub(crate) struct Outbox {
 pub(crate) struct WriterHandle {
     outbox: Rc<RefCell<Outbox>>,
     notify: Rc<Notify>,
+    /// The writer task, done once the queue is written and the connection shut down.
+    done: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Why a frame was not queued.
@@ -116,13 +120,15 @@ pub(crate) enum QueueError {
 }
 
 impl WriterHandle {
-    /// Encodes a frame into the queue. Returns the bytes queued.
-    pub(crate) fn queue(&self, msg: ws::Message) -> Result<usize, QueueError> {
+    /// Encodes a frame into the queue. Returns the bytes queued. A `budgeted` frame
+    /// (a user push) is refused when the queue already holds the budget; the others
+    /// (the client's protocol frames) are always queued.
+    pub(crate) fn queue(&self, msg: ws::Message, budgeted: bool) -> Result<usize, QueueError> {
         let mut out = self.outbox.borrow_mut();
         if out.closing || out.failed {
             return Err(QueueError::Closed);
         }
-        if out.buf.len() >= out.limit {
+        if budgeted && out.buf.len() >= out.limit {
             return Err(QueueError::Full);
         }
         let Outbox { buf, codec, .. } = &mut *out;
@@ -139,9 +145,14 @@ impl WriterHandle {
 
     /// Queues a close frame; nothing is queued after it.
     pub(crate) fn close(&self, reason: ws::CloseReason) {
-        let _ = self.queue(ws::Message::Close(Some(reason)));
+        let _ = self.queue(ws::Message::Close(Some(reason)), false);
         self.outbox.borrow_mut().closing = true;
         self.notify.notify_one();
+    }
+
+    /// The writer task's handle, to await the end of its last writes.
+    pub(crate) fn take_done(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.done.take()
     }
 }
 
@@ -172,17 +183,18 @@ pub(crate) fn writer(
         failed: false,
     }));
     let notify = Rc::new(Notify::new());
-    let handle = WriterHandle {
-        outbox: outbox.clone(),
-        notify: notify.clone(),
-    };
-    actix_rt::spawn(async move {
-        if let Err(error) = run_writer(io, &outbox, &notify, write_timeout).await {
-            outbox.borrow_mut().failed = true;
+    let (task_outbox, task_notify) = (outbox.clone(), notify.clone());
+    let done = actix_rt::spawn(async move {
+        if let Err(error) = run_writer(io, &task_outbox, &task_notify, write_timeout).await {
+            task_outbox.borrow_mut().failed = true;
             on_error(error);
         }
     });
-    handle
+    WriterHandle {
+        outbox,
+        notify,
+        done: Some(done),
+    }
 }
 
 async fn run_writer(

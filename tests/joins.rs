@@ -113,8 +113,10 @@ async fn leaving_sends_one_phx_leave_and_reports_the_leave() {
         .await
         .unwrap()
         .unwrap();
-    addr.send(Leave::new("room:bye")).await.unwrap();
-    addr.send(Leave::new("room:bye")).await.unwrap();
+    let first = addr.send(Leave::new("room:bye"));
+    let second = addr.send(Leave::new("room:bye"));
+    assert_eq!(first.await.unwrap(), Ok(()));
+    assert_eq!(second.await.unwrap(), Ok(()), "a second leave is idempotent");
     events.left("room:bye").await;
     server
         .wait_for(
