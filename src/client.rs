@@ -32,7 +32,7 @@ use crate::message::{Event, Message, Payload, Reply, Topic};
 use crate::serializer::Frame;
 use crate::socket::Socket;
 use crate::state::{Callback, ConnectError, DisconnectReason, Effect, State, Status};
-use crate::transport::{self, QueueError, WriterHandle};
+use crate::transport::{self, QueueError, SharedFrames, WriterHandle};
 
 /// Most websocket handshakes in flight at once on one thread.
 const MAX_HANDSHAKES: usize = 64;
@@ -120,6 +120,8 @@ struct Io {
     gen: u64,
     connecting: Option<SpawnHandle>,
     reader: Option<SpawnHandle>,
+    /// The reader's frame stream, to take back when the actor stops mid-connection.
+    frames: Option<SharedFrames>,
     writer: Option<WriterHandle>,
     /// A fragmented message being reassembled: (is text, bytes so far).
     partial: Option<(bool, BytesMut)>,
@@ -413,6 +415,7 @@ impl<A: SlipstreamActor> Client<A> {
             gen,
             connecting: Some(handle),
             reader: None,
+            frames: None,
             writer: None,
             partial: None,
         });
@@ -441,6 +444,7 @@ impl<A: SlipstreamActor> Client<A> {
                 }
             },
         );
+        let shared = frames.handle();
         let frames = frames
             .map(move |frame| Inbound {
                 gen,
@@ -450,6 +454,7 @@ impl<A: SlipstreamActor> Client<A> {
         let reader = ctx.add_stream(frames);
         if let Some(io) = self.io.as_mut() {
             io.reader = Some(reader);
+            io.frames = Some(shared);
             io.writer = Some(writer);
         }
         self.state.on_connected(gen, Instant::now());
@@ -465,12 +470,22 @@ impl<A: SlipstreamActor> Client<A> {
         if let Some(h) = io.reader.take() {
             ctx.cancel_future(h);
         }
-        if let Some(mut writer) = io.writer.take() {
+        if let Some(writer) = io.writer.take() {
             writer.close(close_reason(code));
             if self.state.is_stopped() {
-                self.writers_finishing.extend(writer.take_done());
+                // The actor is going away: the closing handshake goes on without it.
+                self.hand_off_close(io.frames.take(), writer);
             }
         }
+    }
+
+    /// Finishes the closing handshake of a connection whose close frame is queued
+    /// in a task of its own, as the actor stops.
+    fn hand_off_close(&mut self, frames: Option<SharedFrames>, writer: WriterHandle) {
+        let wait = self.state.config().write_timeout.min(CLOSE_TIMEOUT);
+        let frames = frames.and_then(|f| f.take_back());
+        self.writers_finishing
+            .push(transport::finish_close(frames, writer, wait));
     }
 
     /// Sends a close frame on the current connection and keeps reading it until the
@@ -804,17 +819,17 @@ impl<A: SlipstreamActor> Actor for Client<A> {
         self.state.stop(Instant::now());
         self.drain(ctx);
         self.close_io(1000, ctx);
-        for (mut io, _) in self.closing.drain(..) {
-            if let Some(done) = io.writer.as_mut().and_then(WriterHandle::take_done) {
-                self.writers_finishing.push(done);
+        for (mut io, _) in std::mem::take(&mut self.closing) {
+            if let Some(writer) = io.writer.take() {
+                self.hand_off_close(io.frames.take(), writer);
             }
         }
         self.timer = None;
         self.user.terminate();
         let writers = std::mem::take(&mut self.writers_finishing);
         if self.stop_system {
-            // Let the close frame reach the server before the System (and its
-            // writer tasks) goes away.
+            // Let the closing handshakes finish before the System (and its tasks)
+            // goes away.
             let wait = self.state.config().write_timeout.min(CLOSE_TIMEOUT);
             let system = actix_rt::System::current();
             actix_rt::spawn(async move {

@@ -14,7 +14,9 @@
 //!   leaves, heartbeats, close), whose number the topic registry bounds, always are.
 
 use std::cell::RefCell;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_codec::{Decoder, Encoder};
@@ -22,7 +24,7 @@ use awc::error::WsProtocolError;
 use awc::ws;
 use awc::BoxedSocket;
 use bytes::{Buf, BytesMut};
-use futures_util::stream::{self, Stream};
+use futures_util::stream::{self, Stream, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::Notify;
 
@@ -84,6 +86,70 @@ pub(crate) fn frames(
                 }
                 Err(e) => return Some((Err(WsProtocolError::Io(e)), None)),
             }
+        }
+    })
+}
+
+/// A connection's frame stream.
+pub(crate) type Frames = Pin<Box<dyn Stream<Item = Result<ws::Frame, WsProtocolError>>>>;
+
+/// A connection's frame stream, polled by the actor until it takes the stream back
+/// (to finish a closing handshake after the actor stopped): the stream then ends
+/// for the actor.
+pub(crate) struct SharedFrames(Rc<RefCell<Option<Frames>>>);
+
+impl SharedFrames {
+    pub(crate) fn new(frames: Frames) -> Self {
+        SharedFrames(Rc::new(RefCell::new(Some(frames))))
+    }
+
+    /// Another handle on the same stream, to take it back with [`SharedFrames::take_back`].
+    pub(crate) fn handle(&self) -> SharedFrames {
+        SharedFrames(self.0.clone())
+    }
+
+    /// Takes the stream out; every handle ends from now on.
+    pub(crate) fn take_back(&self) -> Option<Frames> {
+        self.0.borrow_mut().take()
+    }
+}
+
+impl Stream for SharedFrames {
+    type Item = Result<ws::Frame, WsProtocolError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.0.borrow_mut().as_mut() {
+            Some(frames) => frames.as_mut().poll_next(cx),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+/// Finishes the closing handshake of a connection whose close frame is queued,
+/// without the actor (it stopped): reads until the server's close frame, the end of
+/// the connection or `wait`, then lets the writer shut the connection down (so the
+/// server, as RFC 6455 asks, ends the TCP connection first, and reads the close
+/// frame before the end of the stream). Done once the writer is.
+pub(crate) fn finish_close(
+    frames: Option<Frames>,
+    mut writer: WriterHandle,
+    wait: Duration,
+) -> tokio::task::JoinHandle<()> {
+    actix_rt::spawn(async move {
+        if let Some(mut frames) = frames {
+            let answered = async {
+                while let Some(frame) = frames.next().await {
+                    if matches!(frame, Ok(ws::Frame::Close(_)) | Err(_)) {
+                        break;
+                    }
+                }
+            };
+            let _ = actix_rt::time::timeout(wait, answered).await;
+        }
+        let done = writer.take_done();
+        drop(writer);
+        if let Some(done) = done {
+            let _ = actix_rt::time::timeout(wait, done).await;
         }
     })
 }
@@ -252,16 +318,13 @@ pub(crate) fn split(
     send_buffer: usize,
     write_timeout: Duration,
     on_write_error: impl FnOnce(String) + 'static,
-) -> (
-    impl Stream<Item = Result<ws::Frame, WsProtocolError>>,
-    WriterHandle,
-) {
+) -> (SharedFrames, WriterHandle) {
     let (read_half, write_half) = tokio::io::split(io);
     let codec = FrameGuard::new(
         ws::Codec::new().client_mode().max_size(max_frame_size),
         max_frame_size,
     );
-    let stream = frames(read_half, codec, leftover);
+    let stream = SharedFrames::new(Box::pin(frames(read_half, codec, leftover)));
     let writer = writer(write_half, send_buffer, write_timeout, on_write_error);
     (stream, writer)
 }
