@@ -354,13 +354,16 @@ impl<A: SlipstreamActor> Client<A> {
         self.close_io(1000, ctx);
         let url = {
             let config = self.state.config();
-            config.validate().map_err(ConnectError::Config).and_then(|()| {
-                // A panic in the user's closure is a failed connect, retried with the
-                // backoff, never the end of the actor.
-                let params = config.params.try_resolve().map_err(ConnectError::Params)?;
-                crate::url::socket_url(&config.url, &params, config.serializer)
-                    .map_err(ConnectError::Config)
-            })
+            config
+                .validate()
+                .map_err(ConnectError::Config)
+                .and_then(|()| {
+                    // A panic in the user's closure is a failed connect, retried with the
+                    // backoff, never the end of the actor.
+                    let params = config.params.try_resolve().map_err(ConnectError::Params)?;
+                    crate::url::socket_url(&config.url, &params, config.serializer)
+                        .map_err(ConnectError::Config)
+                })
         };
         let url = match url {
             Ok(url) => url,

@@ -519,8 +519,9 @@ impl State {
         self.connect();
     }
 
-    /// Whether the client is stopping (or stopped): set by [`State::stop`], cleared
-    /// by [`State::start`].
+    /// Whether the client is stopping (or stopped): set when the actor stops, cleared
+    /// when it starts again (a supervisor restart). Connects are ignored and pushes
+    /// refused meanwhile.
     pub fn is_stopped(&self) -> bool {
         self.stopped
     }

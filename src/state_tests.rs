@@ -635,14 +635,16 @@ fn push_waiting(
 }
 
 #[test]
-fn a_join_right_after_a_leave_is_sent_once_the_leave_is_done_and_answered_with_its_own_outcome()
-{
+fn a_join_right_after_a_leave_is_sent_once_the_leave_is_done_and_answered_with_its_own_outcome() {
     let mut h = Harness::connected(config());
     let jr = joined(&mut h, "room:1");
     let (mut left, out) = leave_waiting(&mut h, "room:1");
     let leave = out.by_event("phx_leave")[0].clone();
     let (mut rejoined, out) = join_waiting(&mut h, "room:1", json!({"n": 2}));
-    assert!(out.sent.is_empty(), "no phx_join while the leave is in flight");
+    assert!(
+        out.sent.is_empty(),
+        "no phx_join while the leave is in flight"
+    );
     assert!(rejoined.try_recv().is_err(), "not answered yet");
     let out = h.recv(reply(
         "room:1",
@@ -653,11 +655,18 @@ fn a_join_right_after_a_leave_is_sent_once_the_leave_is_done_and_answered_with_i
     ));
     assert_eq!(out.events, vec!["left room:1"]);
     let joins = out.joins();
-    assert_eq!(joins.len(), 1, "the new join goes out once the leave is done");
+    assert_eq!(
+        joins.len(),
+        1,
+        "the new join goes out once the leave is done"
+    );
     assert_eq!(joins[0].payload, Payload::Json(json!({"n": 2})));
     let jr2 = joins[0].join_ref.clone().unwrap();
     assert_ne!(jr2, jr);
-    assert!(rejoined.try_recv().is_err(), "answered by its own join's reply");
+    assert!(
+        rejoined.try_recv().is_err(),
+        "answered by its own join's reply"
+    );
     let out = h.recv(reply(
         "room:1",
         Some(&jr2),
@@ -684,7 +693,13 @@ fn a_join_during_a_leave_is_cancelled_by_a_second_leave() {
     let (_, out) = leave_waiting(&mut h, "room:1");
     assert!(out.sent.is_empty(), "the leave is already in flight");
     assert_eq!(rejoined.try_recv().unwrap(), Err(JoinError::Left));
-    let out = h.recv(reply("room:1", Some(&jr), &leave_ref, ReplyStatus::Ok, json!({})));
+    let out = h.recv(reply(
+        "room:1",
+        Some(&jr),
+        &leave_ref,
+        ReplyStatus::Ok,
+        json!({}),
+    ));
     assert_eq!(out.events, vec!["left room:1"]);
     assert!(out.joins().is_empty());
     assert!(!h.s.registry().contains("room:1"));
@@ -703,11 +718,19 @@ fn phx_error_during_a_user_leave_ends_the_leave_with_handle_leave() {
         Event::Error,
         Payload::empty(),
     ));
-    assert_eq!(out.events, vec!["left room:1"], "handle_leave, not a topic close");
+    assert_eq!(
+        out.events,
+        vec!["left room:1"],
+        "handle_leave, not a topic close"
+    );
     assert_eq!(left.try_recv().unwrap(), Ok(()));
     assert_eq!(h.s.timer_count(), 1, "the leave timer is cancelled");
     assert!(h.s.topic_status("room:1").is_none());
-    assert!(h.advance(60_000).events.iter().all(|e| !e.contains("room:1")));
+    assert!(h
+        .advance(60_000)
+        .events
+        .iter()
+        .all(|e| !e.contains("room:1")));
 }
 
 #[test]
@@ -717,10 +740,18 @@ fn handle_leave_runs_once_per_left_topic_whatever_ends_the_leave() {
     let jr = joined(&mut h, "room:1");
     let (_, out) = leave_waiting(&mut h, "room:1");
     let lr = out.by_event("phx_leave")[0].reference.clone().unwrap();
-    let mut events = h.recv(reply("room:1", Some(&jr), &lr, ReplyStatus::Ok, json!({}))).events;
+    let mut events = h
+        .recv(reply("room:1", Some(&jr), &lr, ReplyStatus::Ok, json!({})))
+        .events;
     events.extend(
-        h.recv(Message::new(Some(jr.clone()), Some(jr), "room:1", Event::Close, Payload::empty()))
-            .events,
+        h.recv(Message::new(
+            Some(jr.clone()),
+            Some(jr),
+            "room:1",
+            Event::Close,
+            Payload::empty(),
+        ))
+        .events,
     );
     assert_eq!(events, vec!["left room:1"]);
 
@@ -769,7 +800,13 @@ fn a_join_with_other_params_of_a_wanted_topic_is_a_params_conflict_and_changes_n
     assert_eq!(two.try_recv().unwrap(), Err(JoinError::ParamsConflict));
     assert_eq!(three.try_recv().unwrap(), Err(JoinError::ParamsConflict));
     let jr = out.joins()[0].join_ref.clone().unwrap();
-    h.recv(reply("room:1", Some(&jr), &jr, ReplyStatus::Ok, json!({"n": 1})));
+    h.recv(reply(
+        "room:1",
+        Some(&jr),
+        &jr,
+        ReplyStatus::Ok,
+        json!({"n": 1}),
+    ));
     assert_eq!(one.try_recv().unwrap(), Ok(Payload::Json(json!({"n": 1}))));
     assert_eq!(h.s.registry().params("room:1"), Some(&json!({"n": 1})));
     // Also once joined, and while waiting for a reconnect: the params stay.
@@ -789,12 +826,27 @@ fn a_join_with_the_wanted_params_is_answered_with_the_current_joins_outcome() {
     let (mut second, out2) = join_waiting(&mut h, "room:1", json!({"n": 1}));
     assert!(out2.sent.is_empty(), "no duplicate phx_join");
     let jr = out.joins()[0].join_ref.clone().unwrap();
-    h.recv(reply("room:1", Some(&jr), &jr, ReplyStatus::Ok, json!({"ok": 1})));
-    assert_eq!(first.try_recv().unwrap(), Ok(Payload::Json(json!({"ok": 1}))));
-    assert_eq!(second.try_recv().unwrap(), Ok(Payload::Json(json!({"ok": 1}))));
+    h.recv(reply(
+        "room:1",
+        Some(&jr),
+        &jr,
+        ReplyStatus::Ok,
+        json!({"ok": 1}),
+    ));
+    assert_eq!(
+        first.try_recv().unwrap(),
+        Ok(Payload::Json(json!({"ok": 1})))
+    );
+    assert_eq!(
+        second.try_recv().unwrap(),
+        Ok(Payload::Json(json!({"ok": 1})))
+    );
     let (mut third, out) = join_waiting(&mut h, "room:1", json!({"n": 1}));
     assert!(out.sent.is_empty());
-    assert_eq!(third.try_recv().unwrap(), Ok(Payload::Json(json!({"ok": 1}))));
+    assert_eq!(
+        third.try_recv().unwrap(),
+        Ok(Payload::Json(json!({"ok": 1})))
+    );
 }
 
 #[test]
@@ -876,7 +928,11 @@ fn a_join_ok_resets_the_reconnect_backoff() {
     h.step();
     h.drop_connection();
     h.advance(10);
-    h.s.on_closed(h.gen, DisconnectReason::ConnectFailed(ConnectError::Timeout), h.now);
+    h.s.on_closed(
+        h.gen,
+        DisconnectReason::ConnectFailed(ConnectError::Timeout),
+        h.now,
+    );
     h.step();
     assert_eq!(h.s.reconnect.attempt(), 2);
     let out = h.reconnect_after_backoff();

@@ -5,8 +5,7 @@
 mod common;
 
 use actix_slipstream::{
-    ClientExt, ClientStopped, JoinError, Lagged, LeaveError, Payload, PushError, Stop,
-    TopicMessage,
+    ClientExt, ClientStopped, JoinError, Lagged, LeaveError, Payload, PushError, Stop, TopicMessage,
 };
 use common::*;
 use futures_util::StreamExt;
@@ -116,7 +115,10 @@ async fn a_stopped_client_answers_every_call_with_its_own_stopped_error() {
     addr.join("room:1", json!({})).await.unwrap();
     addr.send(Stop).await.unwrap();
     events.closed().await; // the client is gone
-    assert_eq!(addr.join("room:1", json!({})).await, Err(JoinError::Stopped));
+    assert_eq!(
+        addr.join("room:1", json!({})).await,
+        Err(JoinError::Stopped)
+    );
     assert_eq!(
         addr.push("room:1", "echo", json!({})).await,
         Err(PushError::Stopped)

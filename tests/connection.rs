@@ -184,9 +184,7 @@ async fn a_panicking_params_closure_is_a_failed_connect_retried_with_the_backoff
     }
     events.connected().await;
     assert_eq!(
-        addr.send(Join::new("room:1", json!({})))
-            .await
-            .unwrap(),
+        addr.send(Join::new("room:1", json!({}))).await.unwrap(),
         Ok(Payload::Json(json!({})))
     );
     assert_eq!(calls.load(Ordering::SeqCst), 3);
@@ -197,7 +195,12 @@ async fn a_panicking_params_closure_is_a_failed_connect_retried_with_the_backoff
 
 /// `n` topics joined with params of `pad` bytes, then the server drops the
 /// connection: the client must come back with one connect and every topic.
-async fn rejoin_after_a_drop(server: &TestServer, config: actix_slipstream::Config, n: usize, pad: usize) {
+async fn rejoin_after_a_drop(
+    server: &TestServer,
+    config: actix_slipstream::Config,
+    n: usize,
+    pad: usize,
+) {
     let (addr, mut events) = start(config);
     let params = json!({"pad": "x".repeat(pad)});
     let joins: Vec<_> = (0..n)
@@ -227,7 +230,10 @@ async fn rejoin_after_a_drop(server: &TestServer, config: actix_slipstream::Conf
     // After exactly one more connect and no other disconnect.
     let status = addr.send(GetStatus).await.unwrap();
     assert_eq!(status.topics.len(), n);
-    assert!(status.topics.iter().all(|t| t.status == TopicStatus::Joined));
+    assert!(status
+        .topics
+        .iter()
+        .all(|t| t.status == TopicStatus::Joined));
     assert_eq!((status.connects, status.disconnects), (2, 1), "{status:?}");
     assert_eq!(server.counters().accepted, 2);
     // Pushes still get their replies afterwards.
@@ -280,5 +286,8 @@ async fn pushes_over_the_send_buffer_budget_still_fail_with_buffer_full() {
     assert_eq!(results[1], Err(PushError::BufferFull));
     assert_eq!(results[2], Err(PushError::BufferFull));
     let status = addr.send(GetStatus).await.unwrap();
-    assert_eq!(status.disconnects, 0, "a full buffer is not a connection failure");
+    assert_eq!(
+        status.disconnects, 0,
+        "a full buffer is not a connection failure"
+    );
 }

@@ -118,7 +118,11 @@ async fn leaving_sends_one_phx_leave_and_reports_the_leave() {
     let first = addr.send(Leave::new("room:bye"));
     let second = addr.send(Leave::new("room:bye"));
     assert_eq!(first.await.unwrap(), Ok(()));
-    assert_eq!(second.await.unwrap(), Ok(()), "a second leave is idempotent");
+    assert_eq!(
+        second.await.unwrap(),
+        Ok(()),
+        "a second leave is idempotent"
+    );
     events.left("room:bye").await;
     server
         .wait_for(
@@ -227,7 +231,13 @@ async fn a_join_right_after_a_leave_is_answered_with_that_joins_outcome() {
     assert_eq!(topic.status, TopicStatus::Joined);
     let socket = server.wait_for_join("room:again", WAIT).await.unwrap();
     assert_eq!(
-        server.socket(socket).unwrap().channels.get("room:again").cloned().flatten(),
+        server
+            .socket(socket)
+            .unwrap()
+            .channels
+            .get("room:again")
+            .cloned()
+            .flatten(),
         topic.join_ref,
         "the server has the new join"
     );
@@ -258,7 +268,10 @@ async fn three_concurrent_joins_with_different_params_get_one_join_and_two_confl
     // The params stay those of the join that won, through a reconnect too.
     let old = server.wait_for_join("room:n", WAIT).await.unwrap();
     server.drop_all_connections();
-    assert_eq!(events.joined("room:n").await, Payload::Json(json!({"n": 1})));
+    assert_eq!(
+        events.joined("room:n").await,
+        Payload::Json(json!({"n": 1}))
+    );
     assert!(server.sockets().iter().all(|s| s.id != old));
     assert_eq!(frames_received(&server, Some("room:n"), "phx_join"), 2);
     // Leaving first, then joining with new params, is the way to change them.
@@ -305,9 +318,10 @@ async fn phx_error_while_a_user_leave_is_in_flight_ends_the_leave() {
     server.silence(socket, Some(Silence::Ignore)).await.unwrap();
     let leave = addr.send(Leave::new("room:err"));
     server
-        .wait_for(WAIT, |e| {
-            matches!(e, ServerEvent::Frame(_, m) if m.event.as_str() == "phx_leave")
-        })
+        .wait_for(
+            WAIT,
+            |e| matches!(e, ServerEvent::Frame(_, m) if m.event.as_str() == "phx_leave"),
+        )
         .await
         .unwrap();
     server.silence(socket, None).await.unwrap();

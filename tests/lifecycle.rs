@@ -10,8 +10,8 @@ use std::time::Duration;
 use actix::{Handler, Message};
 use actix_slipstream::testing::{ServerEvent, TestServer};
 use actix_slipstream::{
-    Client, Config, DisconnectReason, GetStatus, Join, JoinError, Leave, LeaveError, Payload,
-    Push, PushError, Ref, SlipstreamActor, Socket, Stop, TopicCloseReason, TopicStatus,
+    Client, Config, DisconnectReason, GetStatus, Join, JoinError, Leave, LeaveError, Payload, Push,
+    PushError, Ref, SlipstreamActor, Socket, Stop, TopicCloseReason, TopicStatus,
 };
 use common::*;
 use serde_json::json;
@@ -135,7 +135,11 @@ async fn stop_gives_every_push_and_join_its_outcome_before_terminate() {
     let in_flight = addr.send(SocketPush("room:joined")).await.unwrap().unwrap();
     let in_flight_msg = addr.send(Push::new("room:joined", "echo", json!({})));
     let join = addr.send(Join::new("room:joining", json!({})));
-    let buffered = addr.send(SocketPush("room:joining")).await.unwrap().unwrap();
+    let buffered = addr
+        .send(SocketPush("room:joining"))
+        .await
+        .unwrap()
+        .unwrap();
     let buffered_msg = addr.send(Push::new("room:joining", "echo", json!({})));
     let status = addr.send(GetStatus).await.unwrap();
     assert_eq!((status.pending_replies, status.buffered_pushes), (2, 2));
@@ -174,9 +178,10 @@ async fn stop_resolves_a_leave_in_flight_and_the_topic_is_left() {
     server.set_reply_delay(Duration::from_secs(3));
     let leave = addr.send(Leave::new("room:bye"));
     server
-        .wait_for(WAIT, |e| {
-            matches!(e, ServerEvent::Frame(_, m) if m.event.as_str() == "phx_leave")
-        })
+        .wait_for(
+            WAIT,
+            |e| matches!(e, ServerEvent::Frame(_, m) if m.event.as_str() == "phx_leave"),
+        )
         .await
         .unwrap();
     addr.send(Stop).await.unwrap();
@@ -196,7 +201,12 @@ async fn dropping_the_last_addr_closes_the_client_and_runs_terminate() {
     let second = addr.clone();
     drop(addr);
     // Another handle keeps it running.
-    assert!(second.send(GetStatus).await.unwrap().topic("room:1").is_some());
+    assert!(second
+        .send(GetStatus)
+        .await
+        .unwrap()
+        .topic("room:1")
+        .is_some());
     drop(second);
     let seen = events.closed().await;
     assert_eq!(

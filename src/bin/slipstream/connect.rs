@@ -390,16 +390,14 @@ impl Driver {
                     match request.await {
                         // A join of a topic already joined sends nothing and calls no
                         // callback: print its join response here.
-                        Ok(Ok(response)) => {
-                            if shared.joined_count(&topic) == before {
-                                shared.emit(
-                                    "joined",
-                                    &[
-                                        ("topic", Value::from(topic)),
-                                        ("response", payload_json(&response)),
-                                    ],
-                                );
-                            }
+                        Ok(Ok(response)) if shared.joined_count(&topic) == before => {
+                            shared.emit(
+                                "joined",
+                                &[
+                                    ("topic", Value::from(topic)),
+                                    ("response", payload_json(&response)),
+                                ],
+                            );
                         }
                         // Nothing was sent and no callback runs: say why here.
                         Ok(Err(e @ JoinError::ParamsConflict)) => {
