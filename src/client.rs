@@ -108,8 +108,8 @@ pub struct Client<A: SlipstreamActor> {
     subscribers: HashMap<Topic, broadcast::Sender<TopicMessage>>,
     timer: Option<(Instant, SpawnHandle)>,
     http: Option<awc::Client>,
-    /// Writers still sending their last frames (the close frame) when the actor
-    /// stopped: awaited before the System of [`Client::spawn`] stops.
+    /// Closing handshakes handed off to tasks of their own as the actor stops:
+    /// awaited (bounded) before the System of [`Client::spawn`] stops.
     writers_finishing: Vec<tokio::task::JoinHandle<()>>,
     /// Stop the actix System when the actor stops (set by [`Client::spawn`]).
     stop_system: bool,
