@@ -1,7 +1,7 @@
 //! `client`: one scenario run with actix-slipstream in this process, printing one JSON
 //! result line (and `{"event": ...}` lines for the driver while it runs).
 //!
-//! The protocol shared with the peers (benches/peers/) is described in
+//! The protocol shared with the peers (bench/peers/) is described in
 //! docs/performance.md: arguments, the `ready` / `detected` event lines, the marks
 //! the driver writes on stdin, and the result fields.
 

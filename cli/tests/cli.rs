@@ -1,7 +1,6 @@
 //! End-to-end tests of the `slipstream` binary: it runs as a child process against the
 //! test server (in-process, or `slipstream serve` as another child), and the tests
 //! read its JSON lines with bounded waits.
-#![cfg(feature = "cli")]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};

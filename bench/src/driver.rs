@@ -505,7 +505,7 @@ fn find_peers(root: &Path, opts: &Opts) -> (Vec<ClientSpec>, Vec<String>) {
         .unwrap_or("phoenixjs,rawnode,rawrust-mt,rawrust-ct");
     let mut specs = Vec::new();
     let mut notes = Vec::new();
-    let js = root.join("benches/peers/js");
+    let js = root.join("bench/peers/js");
     let node = opts.str("node").unwrap_or("node").to_owned();
     let node_ok = Command::new(&node)
         .arg("--version")
@@ -524,7 +524,7 @@ fn find_peers(root: &Path, opts: &Opts) -> (Vec<ClientSpec>, Vec<String>) {
         {
             c.push(dir.join("raw-rust-peer"));
         }
-        c.push(root.join("benches/peers/raw-rust/target/release/raw-rust-peer"));
+        c.push(root.join("bench/peers/raw-rust/target/release/raw-rust-peer"));
         c.into_iter().find(|p| p.exists())
     });
     for peer in wanted
@@ -543,7 +543,7 @@ fn find_peers(root: &Path, opts: &Opts) -> (Vec<ClientSpec>, Vec<String>) {
                     notes.push(format!("{peer}: skipped, `{node}` not found"));
                 } else if !js.join("node_modules").join(module).exists() {
                     notes.push(format!(
-                        "{peer}: skipped, not installed (npm install --prefix benches/peers/js)"
+                        "{peer}: skipped, not installed (npm install --prefix bench/peers/js)"
                     ));
                 } else {
                     let name = if peer == "phoenixjs" { "phoenixjs" } else { "rawnode" };
@@ -555,7 +555,7 @@ fn find_peers(root: &Path, opts: &Opts) -> (Vec<ClientSpec>, Vec<String>) {
             }
             "rawrust-mt" | "rawrust-ct" => match &rawrust_bin {
                 None => notes.push(format!(
-                    "{peer}: skipped, not built (cargo build --release --manifest-path benches/peers/raw-rust/Cargo.toml)"
+                    "{peer}: skipped, not built (cargo build --release --manifest-path bench/peers/raw-rust/Cargo.toml)"
                 )),
                 Some(bin) => {
                     let (name, rt) = if peer == "rawrust-mt" {
@@ -578,11 +578,14 @@ fn find_peers(root: &Path, opts: &Opts) -> (Vec<ClientSpec>, Vec<String>) {
 pub fn main(opts: &Opts) -> Result<(), String> {
     raise_nofile_limit();
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let root = PathBuf::from(
-        opts.str("root")
-            .unwrap_or(env!("CARGO_MANIFEST_DIR"))
-            .to_owned(),
-    );
+    // The repository root: the workspace that holds this crate (bench/).
+    let root = match opts.str("root") {
+        Some(r) => PathBuf::from(r),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_path_buf(),
+    };
     let runs: usize = opts.num("runs", 5)?;
     let quick = opts.flag("quick");
     let only: Option<Vec<String>> = opts
