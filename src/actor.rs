@@ -28,12 +28,23 @@ use crate::state::{AfterDisconnect, AfterTopicClose, DisconnectReason};
 ///    without being left: the channel crashed (`phx_error`) or a join failed
 ///    (rejected, unmatched topic, timeout). It returns whether to rejoin.
 /// 5. [`handle_leave`](Self::handle_leave) runs when a topic is left: by the user, or
-///    by the server (`phx_close`, e.g. the channel stopped). Left topics leave the registry.
+///    by the server (`phx_close`, e.g. the channel stopped). Left topics leave the
+///    registry. It runs exactly once per left topic, whatever ends the leave (the
+///    reply, `phx_close`, `phx_error`, the leave timeout, the connection closing):
+///    a user leave always ends in `handle_leave`.
 /// 6. [`handle_disconnect`](Self::handle_disconnect) runs when the websocket closes
-///    for any reason, or a connect fails. It returns whether to reconnect. Pushes
-///    in flight fail with [`PushError::ConnectionLost`]; buffered pushes wait for
-///    the rejoin.
-/// 7. [`terminate`](Self::terminate) runs when the actor stops.
+///    for any reason, or a connect fails (a panicking
+///    [`params_fn`](crate::Config::params_fn) included). It returns whether to
+///    reconnect. Pushes in flight fail with [`PushError::ConnectionLost`]; buffered
+///    pushes wait for the rejoin.
+/// 7. [`terminate`](Self::terminate) runs when the actor stops: on
+///    [`Stop`](crate::Stop), after [`AfterDisconnect::Stop`], or once the last
+///    `Addr` of the client is dropped (see [`Client`](crate::Client#stopping)).
+///    Before it, every open request gets its outcome: pushes fail with
+///    [`PushError::Stopped`] (`handle_reply` runs for those of `socket.push`), join
+///    and leave waiters get their `Stopped` error, topics being left are left
+///    (`handle_leave`), and `handle_disconnect` runs with
+///    [`DisconnectReason::Stopped`] (a `socket.connect()` there is ignored).
 ///
 /// Callbacks get a [`Socket`] to act on the connection: join, leave, push,
 /// disconnect, status.
@@ -78,7 +89,9 @@ pub trait SlipstreamActor: Sized + Unpin + 'static {
     /// Runs when the websocket closes or a connect fails.
     ///
     /// Default: reconnect with the reconnect backoff, unless the user asked for the
-    /// disconnect or the configuration is invalid.
+    /// disconnect or the configuration is invalid. While the client stops
+    /// ([`DisconnectReason::Stopped`]) the decision is ignored, and so is a
+    /// `socket.connect()`: a restarted client connects from `init`.
     fn handle_disconnect(
         &mut self,
         reason: &DisconnectReason,
@@ -167,7 +180,8 @@ pub trait SlipstreamActor: Sized + Unpin + 'static {
     ) {
     }
 
-    /// Runs when the actor stops.
+    /// Runs when the actor stops (also before a supervisor restart), after every
+    /// open request got its outcome and the connection was closed.
     ///
     /// Default: does nothing.
     fn terminate(&mut self) {}

@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::backoff::BackoffState;
-use crate::error::{JoinError, PushError};
+use crate::error::{JoinError, LeaveError, PushError};
 use crate::message::{Event, Payload, Ref, Reply};
 
 /// Where the outcome of a push goes.
@@ -27,6 +27,12 @@ impl fmt::Debug for ReplyTo {
         }
     }
 }
+
+/// Where the outcome of a [`Join`](crate::Join) message goes.
+pub(crate) type JoinWaiter = oneshot::Sender<Result<Payload, JoinError>>;
+
+/// Where the outcome of a [`Leave`](crate::Leave) message goes.
+pub(crate) type LeaveWaiter = oneshot::Sender<Result<(), LeaveError>>;
 
 /// A timer's identity: its deadline and a unique sequence number.
 pub(crate) type TimerKey = (Instant, u64);
@@ -132,12 +138,15 @@ pub(crate) struct Channel {
     pub(crate) state: ChannelState,
     pub(crate) params: Value,
     pub(crate) buffer: VecDeque<BufferedPush>,
-    pub(crate) join_waiters: Vec<oneshot::Sender<Result<Payload, JoinError>>>,
+    pub(crate) join_waiters: Vec<JoinWaiter>,
+    /// Waiters of the user leave in flight (state `Leaving`).
+    pub(crate) leave_waiters: Vec<LeaveWaiter>,
     pub(crate) rejoin: BackoffState,
     pub(crate) rejected: u32,
     pub(crate) last_response: Option<Payload>,
-    /// A join was asked for while the leave was in flight.
-    pub(crate) rejoin_after_leave: bool,
+    /// A join asked for while the leave was in flight, with its waiters: a fresh
+    /// join, sent once the leave completes.
+    pub(crate) join_after_leave: Option<Vec<JoinWaiter>>,
 }
 
 impl fmt::Debug for Channel {
@@ -147,6 +156,11 @@ impl fmt::Debug for Channel {
             .field("state", &self.state)
             .field("buffered", &self.buffer.len())
             .field("join_waiters", &self.join_waiters.len())
+            .field("leave_waiters", &self.leave_waiters.len())
+            .field(
+                "join_after_leave",
+                &self.join_after_leave.as_ref().map(Vec::len),
+            )
             .field("rejoin", &self.rejoin)
             .finish()
     }
@@ -159,10 +173,11 @@ impl Channel {
             params,
             buffer: VecDeque::new(),
             join_waiters: Vec::new(),
+            leave_waiters: Vec::new(),
             rejoin,
             rejected: 0,
             last_response: None,
-            rejoin_after_leave: false,
+            join_after_leave: None,
         }
     }
 
@@ -170,6 +185,23 @@ impl Channel {
     pub(crate) fn resolve_waiters(&mut self, result: &Result<Payload, JoinError>) {
         for w in self.join_waiters.drain(..) {
             let _ = w.send(result.clone());
+        }
+    }
+
+    /// Resolves every leave waiter.
+    pub(crate) fn resolve_leave_waiters(&mut self, result: Result<(), LeaveError>) {
+        for w in self.leave_waiters.drain(..) {
+            let _ = w.send(result);
+        }
+    }
+
+    /// Answers the waiters of a join asked for during the leave (the join itself
+    /// stays asked for).
+    pub(crate) fn resolve_join_after_leave(&mut self, error: &JoinError) {
+        if let Some(waiters) = self.join_after_leave.as_mut() {
+            for w in waiters.drain(..) {
+                let _ = w.send(Err(error.clone()));
+            }
         }
     }
 

@@ -26,13 +26,13 @@ use tokio::sync::{broadcast, oneshot};
 use crate::actor::SlipstreamActor;
 use crate::channel::ReplyTo;
 use crate::config::Config;
-use crate::error::{ConfigError, JoinError, PushError};
+use crate::error::{ConfigError, JoinError, LeaveError, PushError};
 use crate::handle::{Subscribe, Subscription, TopicMessage};
 use crate::message::{Event, Message, Payload, Reply, Topic};
 use crate::serializer::Frame;
 use crate::socket::Socket;
 use crate::state::{Callback, ConnectError, DisconnectReason, Effect, State, Status};
-use crate::transport::{self, QueueError, WriterHandle};
+use crate::transport::{self, QueueError, SharedFrames, WriterHandle};
 
 /// Most websocket handshakes in flight at once on one thread.
 const MAX_HANDSHAKES: usize = 64;
@@ -46,12 +46,32 @@ thread_local! {
 /// The longest wait for the server's close frame after the client closed.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How much longer than the leave timeout a `Leave` future waits at most.
+const LEAVE_GUARD: Duration = Duration::from_secs(1);
+
 /// The actix actor running a [`SlipstreamActor`] implementation `A`.
 ///
 /// Start it with [`Client::start`](actix::Actor::start) or under
 /// [`actix::Supervisor`]; a supervisor restart keeps the topic registry, reconnects
 /// and rejoins. Its [`Addr`] takes [`Join`], [`Leave`], [`Push`], [`Disconnect`],
 /// [`Reconnect`], [`GetStatus`] and [`Stop`], from any thread.
+///
+/// # Stopping
+///
+/// The client never stops by itself on a fault: it stops on [`Stop`], when
+/// `handle_disconnect` returns [`AfterDisconnect::Stop`](crate::AfterDisconnect::Stop),
+/// or when the last handle to it is gone. Once every [`Addr`] (and [`Recipient`]) of
+/// it is dropped, nobody can talk to it any more, so it stops as a [`Stop`] does
+/// (like dropping the last handle of an async-nats or rumqttc client): it closes the
+/// connection with code 1000, every open request gets its outcome,
+/// `handle_disconnect` runs with [`DisconnectReason::Stopped`], then `terminate`. Keep
+/// an `Addr` for as long as the client should run (the client itself holds only weak
+/// addresses of itself; one taken from `socket.context().address()` and kept in your
+/// actor would keep it running).
+///
+/// Under a [`Supervisor`], dropping the last handle stops the client for good:
+/// actix restarts only an actor that can still receive messages, so a supervised
+/// client whose last `Addr` is dropped closes, runs `terminate` and is not restarted.
 ///
 /// To handle messages of your own, implement [`Handler`] for `Client<YourActor>`
 /// and reach your state and the socket through [`Client::with_socket`]:
@@ -88,7 +108,9 @@ pub struct Client<A: SlipstreamActor> {
     subscribers: HashMap<Topic, broadcast::Sender<TopicMessage>>,
     timer: Option<(Instant, SpawnHandle)>,
     http: Option<awc::Client>,
-    stopping: bool,
+    /// Closing handshakes handed off to tasks of their own as the actor stops:
+    /// awaited (bounded) before the System of [`Client::spawn`] stops.
+    writers_finishing: Vec<tokio::task::JoinHandle<()>>,
     /// Stop the actix System when the actor stops (set by [`Client::spawn`]).
     stop_system: bool,
 }
@@ -98,6 +120,8 @@ struct Io {
     gen: u64,
     connecting: Option<SpawnHandle>,
     reader: Option<SpawnHandle>,
+    /// The reader's frame stream, to take back when the actor stops mid-connection.
+    frames: Option<SharedFrames>,
     writer: Option<WriterHandle>,
     /// A fragmented message being reassembled: (is text, bytes so far).
     partial: Option<(bool, BytesMut)>,
@@ -114,7 +138,7 @@ impl<A: SlipstreamActor> Client<A> {
             subscribers: HashMap::new(),
             timer: None,
             http: None,
-            stopping: false,
+            writers_finishing: Vec::new(),
             stop_system: false,
         }
     }
@@ -123,7 +147,9 @@ impl<A: SlipstreamActor> Client<A> {
     /// that do not run actix themselves (a plain `#[tokio::main]`, or no async
     /// runtime at all). awc's websocket is not `Send`, so the connection must live on
     /// an actix thread; the returned [`Addr`] is `Send` and its `send` futures can be
-    /// awaited from any runtime. The thread ends when the actor stops.
+    /// awaited from any runtime. The thread ends when the actor stops: on [`Stop`],
+    /// or once every clone of the returned `Addr` is dropped (the close frame is sent
+    /// first).
     ///
     /// # Errors
     /// The thread could not be spawned, or the actor did not start.
@@ -184,7 +210,7 @@ impl<A: SlipstreamActor> Client<A> {
     fn drain(&mut self, ctx: &mut Context<Self>) {
         while let Some(effect) = self.state.pop_effect() {
             match effect {
-                Effect::Send(msg) => self.write(msg, ctx),
+                Effect::Send(msg) => self.write(msg),
                 Effect::Connect { gen } => self.start_connect(gen, ctx),
                 Effect::Close { code } => self.close_gracefully(code, ctx),
                 Effect::Callback(cb) => self.dispatch(cb, ctx),
@@ -205,7 +231,7 @@ impl<A: SlipstreamActor> Client<A> {
             }
             Callback::Disconnected(reason) => {
                 let decision = self.user.handle_disconnect(&reason, &mut socket);
-                if self.stopping {
+                if self.state.is_stopped() {
                     return;
                 }
                 if decision == crate::state::AfterDisconnect::Stop {
@@ -254,7 +280,7 @@ impl<A: SlipstreamActor> Client<A> {
     }
 
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
-        if self.stopping {
+        if self.state.is_stopped() {
             return;
         }
         let Some(at) = self.state.next_deadline() else {
@@ -322,13 +348,31 @@ impl<A: SlipstreamActor> Client<A> {
     }
 
     fn start_connect(&mut self, gen: u64, ctx: &mut Context<Self>) {
-        if self.stopping {
+        if self.state.is_stopped() {
             return;
         }
         self.close_io(1000, ctx);
-        let url = match self.state.config().connect_url() {
+        let url = {
+            let config = self.state.config();
+            config
+                .validate()
+                .map_err(ConnectError::Config)
+                .and_then(|()| {
+                    // A panic in the user's closure is a failed connect, retried with the
+                    // backoff, never the end of the actor.
+                    let params = config.params.try_resolve().map_err(ConnectError::Params)?;
+                    crate::url::socket_url(&config.url, &params, config.serializer)
+                        .map_err(ConnectError::Config)
+                })
+        };
+        let url = match url {
             Ok(url) => url,
-            Err(e) => return self.connect_failed(gen, ConnectError::Config(e), ctx),
+            Err(e) => {
+                if let ConnectError::Params(panic) = &e {
+                    error!(target: crate::logging::CONNECTION, "connect failed: the params closure panicked: {panic}");
+                }
+                return self.connect_failed(gen, e, ctx);
+            }
         };
         let http = match self.http_client() {
             Ok(c) => c,
@@ -374,6 +418,7 @@ impl<A: SlipstreamActor> Client<A> {
             gen,
             connecting: Some(handle),
             reader: None,
+            frames: None,
             writer: None,
             partial: None,
         });
@@ -402,6 +447,7 @@ impl<A: SlipstreamActor> Client<A> {
                 }
             },
         );
+        let shared = frames.handle();
         let frames = frames
             .map(move |frame| Inbound {
                 gen,
@@ -411,6 +457,7 @@ impl<A: SlipstreamActor> Client<A> {
         let reader = ctx.add_stream(frames);
         if let Some(io) = self.io.as_mut() {
             io.reader = Some(reader);
+            io.frames = Some(shared);
             io.writer = Some(writer);
         }
         self.state.on_connected(gen, Instant::now());
@@ -428,7 +475,20 @@ impl<A: SlipstreamActor> Client<A> {
         }
         if let Some(writer) = io.writer.take() {
             writer.close(close_reason(code));
+            if self.state.is_stopped() {
+                // The actor is going away: the closing handshake goes on without it.
+                self.hand_off_close(io.frames.take(), writer);
+            }
         }
+    }
+
+    /// Finishes the closing handshake of a connection whose close frame is queued
+    /// in a task of its own, as the actor stops.
+    fn hand_off_close(&mut self, frames: Option<SharedFrames>, writer: WriterHandle) {
+        let wait = self.state.config().write_timeout.min(CLOSE_TIMEOUT);
+        let frames = frames.and_then(|f| f.take_back());
+        self.writers_finishing
+            .push(transport::finish_close(frames, writer, wait));
     }
 
     /// Sends a close frame on the current connection and keeps reading it until the
@@ -436,7 +496,7 @@ impl<A: SlipstreamActor> Client<A> {
     /// timeout passes), as the websocket closing handshake asks.
     fn close_gracefully(&mut self, code: u16, ctx: &mut Context<Self>) {
         let Some(mut io) = self.io.take() else { return };
-        if io.reader.is_none() || io.writer.is_none() || self.stopping {
+        if io.reader.is_none() || io.writer.is_none() || self.state.is_stopped() {
             self.io = Some(io);
             return self.close_io(code, ctx);
         }
@@ -475,7 +535,7 @@ impl<A: SlipstreamActor> Client<A> {
 
     // ------------------------------------------------------------ frames
 
-    fn write(&mut self, msg: Message, ctx: &mut Context<Self>) {
+    fn write(&mut self, msg: Message) {
         let frame = match self.state.config().serializer.encode_client(&msg) {
             Ok(f) => f,
             Err(e) => {
@@ -502,30 +562,33 @@ impl<A: SlipstreamActor> Client<A> {
             }
             return;
         };
-        let gen = io.gen;
         let Some(writer) = io.writer.as_ref() else {
             return;
         };
-        match writer.queue(ws_msg) {
+        // Only user pushes count against `send_buffer`: the client's own frames
+        // (joins, leaves, heartbeats) always go out, so a rejoin of any size does.
+        let push = match (&msg.reference, &msg.event) {
+            (Some(r), Event::Custom(_)) => Some(r),
+            _ => None,
+        };
+        match writer.queue(ws_msg, push.is_some()) {
             Ok(_) => self.state.count_out(len),
-            Err(QueueError::Full) => match (&msg.reference, &msg.event) {
-                (Some(r), Event::Custom(_)) => {
+            Err(QueueError::Full) => {
+                if let Some(r) = push {
                     warn!(target: crate::logging::PUSH, "send buffer full: push {r} on {} failed", msg.topic);
                     self.state.send_failed(r, PushError::BufferFull);
                 }
-                _ => {
-                    let reason = DisconnectReason::WriteFailed("send buffer full".into());
-                    self.connection_failed(gen, reason, ctx);
-                }
-            },
+            }
             // The writer ended; its failure report is on its way.
             Err(QueueError::Closed) => {}
         }
     }
 
-    fn write_control(&mut self, msg: ws::Message) {
+    /// Queues a pong, within the send buffer's budget (a server flooding pings
+    /// cannot grow the queue; RFC 6455 allows answering only the latest ping).
+    fn write_pong(&mut self, msg: ws::Message) {
         if let Some(writer) = self.io.as_ref().and_then(|io| io.writer.as_ref()) {
-            let _ = writer.queue(msg);
+            let _ = writer.queue(msg, true);
         }
     }
 
@@ -556,7 +619,7 @@ impl<A: SlipstreamActor> Client<A> {
                 }
             },
             ws::Frame::Ping(b) => {
-                self.write_control(ws::Message::Pong(b));
+                self.write_pong(ws::Message::Pong(b));
                 return;
             }
             ws::Frame::Pong(_) => return,
@@ -718,24 +781,65 @@ impl<A: SlipstreamActor> Handler<WriterFailed> for Client<A> {
     }
 }
 
+/// Stops the client once its last [`Addr`] is dropped.
+///
+/// actix wakes an actor's context when the last sender of its mailbox is dropped,
+/// and the context then polls all its items: this one checks for senders on each
+/// poll, with no timer and no cost per message. (The client itself only ever holds
+/// weak addresses of itself.)
+struct LastHandleWatch;
+
+impl<A: SlipstreamActor> ActorFuture<Client<A>> for LastHandleWatch {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _act: &mut Client<A>,
+        ctx: &mut Context<Client<A>>,
+        _task: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if ctx.connected() {
+            return std::task::Poll::Pending;
+        }
+        debug!(target: crate::logging::CONNECTION, "the last handle of the client was dropped: stopping");
+        ctx.stop();
+        std::task::Poll::Ready(())
+    }
+}
+
 impl<A: SlipstreamActor> Actor for Client<A> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.stopping = false;
+        self.state.start();
+        ctx.spawn(LastHandleWatch);
         self.with_socket(ctx, |user, socket| user.init(socket));
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
-        self.stopping = true;
-        self.state.stop_connection(Instant::now());
+        // Every open request gets its outcome (callbacks included), the connection
+        // closes with 1000 and `handle_disconnect(Stopped)` runs, all before `terminate`.
+        self.state.stop(Instant::now());
         self.drain(ctx);
         self.close_io(1000, ctx);
-        self.closing.clear();
+        for (mut io, _) in std::mem::take(&mut self.closing) {
+            if let Some(writer) = io.writer.take() {
+                self.hand_off_close(io.frames.take(), writer);
+            }
+        }
         self.timer = None;
         self.user.terminate();
+        let writers = std::mem::take(&mut self.writers_finishing);
         if self.stop_system {
-            actix_rt::System::current().stop();
+            // Let the closing handshakes finish before the System (and its tasks)
+            // goes away.
+            let wait = self.state.config().write_timeout.min(CLOSE_TIMEOUT);
+            let system = actix_rt::System::current();
+            actix_rt::spawn(async move {
+                let all = futures_util::future::join_all(writers);
+                let _ = actix_rt::time::timeout(wait, all).await;
+                system.stop();
+            });
         }
     }
 }
@@ -752,11 +856,22 @@ impl<A: SlipstreamActor> Supervised for Client<A> {
 // ---------------------------------------------------------------- messages
 
 /// Join a topic with params; it is recorded in the registry and rejoined after every
-/// reconnect. Nothing is sent if the topic is already joined or joining.
+/// reconnect.
 ///
-/// Responds with the join response, or why the join failed (or
-/// [`JoinError::Timeout`] after the join timeout, while rejoins go on as the
-/// retry policy says).
+/// A topic is wanted with one set of params at a time (Slipstream's rule: to begin a
+/// new session with a topic, leave it, then join it again):
+///
+/// - a `Join` of a topic not wanted joins it (if a leave of it is in flight, the
+///   join is sent once the leave is done) and responds with the join response, or
+///   why the join failed ([`JoinError::Timeout`] after the join timeout, while rejoins
+///   go on as the retry policy says);
+/// - a `Join` with the params the topic is already wanted with sends nothing and
+///   responds with the current join's outcome: the join response if joined, else the
+///   outcome of the join in flight or of the next one;
+/// - a `Join` with other params, while the topic is wanted (joined, joining, or
+///   waiting for a reconnect or a rejoin), changes nothing, sends nothing and
+///   responds at once with [`JoinError::ParamsConflict`]. Await a [`Leave`] of the
+///   topic first, then join with the new params.
 #[derive(Debug, Clone)]
 pub struct Join {
     /// The topic.
@@ -797,9 +912,22 @@ impl<A: SlipstreamActor> Handler<Join> for Client<A> {
     }
 }
 
-/// Leave a topic and remove it from the registry.
-#[derive(Debug, Clone, actix::Message)]
-#[rtype(result = "()")]
+/// Leave a topic and remove it from the registry (it is not rejoined any more).
+///
+/// Responds once the topic is left, like the `leave()` push of phoenix.js:
+/// `Ok(())` when the server replied to the leave or closed the channel (`phx_close`),
+/// the channel crashed meanwhile (`phx_error`), or the connection closed while
+/// leaving; at once when the topic was not joined or wanted at all (leaving is
+/// idempotent, as in Phoenix, whose leave of an unknown topic replies ok). Right
+/// after it, [`GetStatus`] no longer lists the topic (unless it was joined again
+/// meanwhile). [`LeaveError::Timeout`] when no confirmation came within the leave
+/// timeout (the configured push timeout): the topic is left locally anyway.
+/// [`LeaveError::Stopped`] when the client stopped first.
+///
+/// [`handle_leave`](crate::SlipstreamActor::handle_leave) runs once for the left
+/// topic, whatever the path. Join waiters of the topic get [`JoinError::Left`],
+/// its pushes [`PushError::Left`].
+#[derive(Debug, Clone)]
 pub struct Leave {
     /// The topic.
     pub topic: Topic,
@@ -814,11 +942,26 @@ impl Leave {
     }
 }
 
+impl actix::Message for Leave {
+    type Result = Result<(), LeaveError>;
+}
+
 impl<A: SlipstreamActor> Handler<Leave> for Client<A> {
-    type Result = ();
-    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
-        self.state.leave(msg.topic.as_str(), Instant::now());
+    type Result = ResponseFuture<Result<(), LeaveError>>;
+    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.state
+            .leave_with(msg.topic.as_str(), Some(tx), Instant::now());
         self.drain(ctx);
+        // The state machine answers by the leave timeout; this bound only guards it.
+        let timeout = self.state.config().push_timeout + LEAVE_GUARD;
+        Box::pin(async move {
+            match actix_rt::time::timeout(timeout, rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(LeaveError::Stopped),
+                Err(_) => Err(LeaveError::Timeout),
+            }
+        })
     }
 }
 
@@ -924,8 +1067,18 @@ impl<A: SlipstreamActor> Handler<GetStatus> for Client<A> {
     }
 }
 
-/// Stop the actor (closing the connection). Under a [`Supervisor`] the actor is
-/// restarted: it keeps its topic registry, reconnects and rejoins.
+/// Stop the actor.
+///
+/// Before [`terminate`](crate::SlipstreamActor::terminate) runs, every open request
+/// gets its outcome: buffered and in-flight pushes fail with [`PushError::Stopped`]
+/// (`handle_reply` runs for those made with `socket.push`), join waiters get
+/// [`JoinError::Stopped`], leave waiters [`LeaveError::Stopped`] (topics being left
+/// are left: `handle_leave` runs); the connection closes with code 1000 and
+/// `handle_disconnect` runs with [`DisconnectReason::Stopped`]. Connects asked for
+/// meanwhile (`socket.connect()` in `handle_disconnect`) are ignored.
+///
+/// Under a [`Supervisor`] the actor is then restarted: it keeps its topic registry,
+/// `init` connects again and the topics are rejoined.
 #[derive(Debug, Clone, Copy, actix::Message)]
 #[rtype(result = "()")]
 pub struct Stop;

@@ -24,10 +24,30 @@ pub enum ConnectParams {
 
 impl ConnectParams {
     /// The params for one connect.
+    ///
+    /// # Panics
+    /// If the closure of [`ConnectParams::Dynamic`] panics (the client itself never
+    /// lets that panic through: it reports a failed connect and retries).
     pub fn resolve(&self) -> Vec<(String, String)> {
         match self {
             ConnectParams::Static(p) => p.clone(),
             ConnectParams::Dynamic(f) => f(),
+        }
+    }
+
+    /// The params for one connect, or the message of the closure's panic.
+    pub(crate) fn try_resolve(&self) -> Result<Vec<(String, String)>, String> {
+        match self {
+            ConnectParams::Static(p) => Ok(p.clone()),
+            ConnectParams::Dynamic(f) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f())).map_err(|panic| {
+                    panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "(a panic without a message)".to_owned())
+                })
+            }
         }
     }
 }
@@ -151,10 +171,17 @@ pub struct Config {
     /// Most pushes buffered per topic while it is not joined. A push beyond it fails
     /// at once with [`PushError::BufferFull`](crate::PushError::BufferFull). Default 1024.
     pub max_buffered_pushes: usize,
-    /// Most bytes of encoded frames queued for the socket writer (frames produced
-    /// while a write is in progress wait here and leave together in the next write).
-    /// A push that finds it full fails with
-    /// [`PushError::BufferFull`](crate::PushError::BufferFull). Default 4 MiB.
+    /// The byte budget of user pushes in the socket writer's queue (frames produced
+    /// while a write is in progress wait there and leave together in the next
+    /// write). A push that finds `send_buffer` bytes or more queued fails at once
+    /// with [`PushError::BufferFull`](crate::PushError::BufferFull). Default 4 MiB.
+    ///
+    /// Frames the client sends by itself (`phx_join`, `phx_leave`, heartbeats, the
+    /// close frame) are always queued, whatever the budget: a rejoin of any size goes
+    /// out. Their volume is bounded by the topic registry (at most one join or leave
+    /// in flight per topic) and by one heartbeat per interval. Pongs answering the
+    /// server's pings are queued only within the budget (a ping flood cannot grow the
+    /// queue; an unanswered ping is allowed by RFC 6455 when a later one is answered).
     pub send_buffer: usize,
     /// TLS settings for `wss://`.
     pub tls: TlsConfig,
@@ -256,6 +283,18 @@ impl Config {
 
     /// Sets a closure that computes the connect params at every connect (so a
     /// reconnect can carry a refreshed token).
+    ///
+    /// It runs on the client's thread, at every connect. While it runs, this client
+    /// (and every actor on the same arbiter) is blocked: no frame is read, no
+    /// heartbeat is sent or checked, no timer fires. Keep it fast: return a token kept
+    /// fresh elsewhere (e.g. read from an `Arc<RwLock<String>>` that a task of yours
+    /// refreshes) rather than fetching one over the network here.
+    ///
+    /// If it panics, the panic is caught: the connect fails with
+    /// [`ConnectError::Params`](crate::ConnectError::Params) (logged at error level,
+    /// without param values), and the default
+    /// [`handle_disconnect`](crate::SlipstreamActor::handle_disconnect) retries with the
+    /// reconnect backoff.
     pub fn params_fn(
         mut self,
         f: impl Fn() -> Vec<(String, String)> + Send + Sync + 'static,
@@ -337,7 +376,7 @@ impl Config {
         self
     }
 
-    /// Sets the bound of the writer queue, in bytes.
+    /// Sets the byte budget of user pushes in the writer queue (see [`Config::send_buffer`](#structfield.send_buffer)).
     pub fn send_buffer(mut self, bytes: usize) -> Self {
         self.send_buffer = bytes;
         self

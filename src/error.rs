@@ -106,8 +106,9 @@ pub enum PushError {
     /// buffered time included). The server may or may not have handled it.
     #[error("no reply within the push timeout")]
     Timeout,
-    /// Too many pushes are buffered for the topic, or the writer queue is full.
-    /// Slow down, or raise `max_buffered_pushes` / `send_buffer`.
+    /// Too many pushes are buffered for the topic, or the writer queue holds
+    /// `send_buffer` bytes already. Nothing was sent. Slow down, or raise
+    /// `max_buffered_pushes` / `send_buffer`.
     #[error("push buffer is full")]
     BufferFull,
     /// The push was sent but the connection was lost before its reply; the server
@@ -120,7 +121,9 @@ pub enum PushError {
     /// The topic was left, or its join failed for good, before the push was sent or answered.
     #[error("topic left before the reply")]
     Left,
-    /// The client stopped.
+    /// The client stopped before the push was answered (or had stopped for good
+    /// before it got the push). A push already sent may or may not have been handled
+    /// by the server; a buffered one was never sent.
     #[error("client stopped")]
     Stopped,
     /// The push cannot be encoded (a binary push on V1, or a topic or event over 255 bytes).
@@ -142,13 +145,49 @@ pub enum JoinError {
     /// with the rejoin backoff (by default).
     #[error("no join reply within the join timeout")]
     Timeout,
-    /// The topic was left before the join completed.
+    /// The topic was left before the join completed (a [`Leave`](crate::Leave) came
+    /// first). Join it again if you still want it.
     #[error("topic left before the join completed")]
     Left,
-    /// The client stopped.
+    /// The topic is already wanted (joined, joining, or waiting for a reconnect or a
+    /// rejoin) with other params. Nothing was sent and nothing changed: each topic is
+    /// joined with one set of params at a time. To join it with new params, leave it
+    /// first (await the [`Leave`](crate::Leave): it resolves once the topic is left),
+    /// then join again.
+    #[error("topic already joined with other params; leave it first, then join with the new ones")]
+    ParamsConflict,
+    /// The client stopped before the join completed. Under a supervisor, a topic
+    /// still in the registry is rejoined after the restart (a new `Join` with the
+    /// same params answers with that join's outcome).
     #[error("client stopped")]
     Stopped,
 }
+
+/// Why a [`Leave`](crate::Leave) was not confirmed by the server. Either way the topic
+/// is left on the client's side: it is out of the registry (never rejoined),
+/// [`handle_leave`](crate::SlipstreamActor::handle_leave) ran, and its pushes got
+/// their outcomes.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum LeaveError {
+    /// Neither the leave reply nor `phx_close` came within the leave timeout (the
+    /// configured push timeout). The topic is left locally anyway; the server drops
+    /// the channel at the latest when the socket closes. Nothing to do unless you
+    /// must know the server handled the leave.
+    #[error("leave not confirmed within the leave timeout")]
+    Timeout,
+    /// The client stopped before the leave was confirmed (or had stopped for good
+    /// before it got the leave). Its connection is closed, which ends the socket's
+    /// channels on the server, and the topic is not rejoined.
+    #[error("client stopped")]
+    Stopped,
+}
+
+/// The client has stopped for good (its mailbox is closed): the answer of
+/// [`ClientExt::status`](crate::ClientExt::status) and
+/// [`ClientExt::subscribe`](crate::ClientExt::subscribe) then. Start a new client.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+#[error("the client has stopped")]
+pub struct ClientStopped;
 
 /// A payload in an error message: its JSON, or its size when binary.
 fn show_payload(payload: &crate::message::Payload) -> String {

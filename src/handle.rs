@@ -3,7 +3,9 @@
 //!
 //! [`ClientExt`] adds `join`, `push`, `leave`, `status` and `subscribe` to the
 //! client's [`Addr`], so any async code holding it (on any runtime, on any thread)
-//! can use the client without writing callbacks:
+//! can use the client without writing callbacks. Each returns its own error type,
+//! and a client that has stopped answers with that type's "stopped" value (never a
+//! mailbox error):
 //!
 //! ```no_run
 //! use actix::Actor;
@@ -34,14 +36,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
-use actix::{Addr, MailboxError};
+use actix::Addr;
 use futures_util::stream::{self, Stream};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::actor::SlipstreamActor;
 use crate::client::{Client, GetStatus, Join, Leave, Push};
-use crate::error::{JoinError, PushError};
+use crate::error::{ClientStopped, JoinError, LeaveError, PushError};
 use crate::message::{Event, Payload, Reply, Topic};
 use crate::state::Status;
 
@@ -120,11 +122,14 @@ impl actix::Message for Subscribe {
 
 /// Awaitable client operations on the client's [`Addr`], usable from any async code.
 ///
-/// Each maps a stopped client to the operation's own error
-/// ([`JoinError::Stopped`], [`PushError::Stopped`]) instead of a mailbox error.
+/// One rule for all: each method returns its own error type, and a client that has
+/// stopped (its mailbox is closed) answers with that type's stopped value:
+/// [`JoinError::Stopped`], [`PushError::Stopped`], [`LeaveError::Stopped`], and
+/// [`ClientStopped`] for `status` and `subscribe`.
 pub trait ClientExt {
     /// Joins a topic (recorded in the registry, rejoined after reconnects) and
-    /// returns the join response.
+    /// returns the join response. A topic is joined with one set of params at a
+    /// time: see [`Join`] ([`JoinError::ParamsConflict`]).
     fn join(
         &self,
         topic: impl Into<Topic>,
@@ -139,21 +144,20 @@ pub trait ClientExt {
         payload: impl Into<Payload>,
     ) -> impl Future<Output = Result<Reply, PushError>> + Send;
 
-    /// Leaves a topic.
-    fn leave(
-        &self,
-        topic: impl Into<Topic>,
-    ) -> impl Future<Output = Result<(), MailboxError>> + Send;
+    /// Leaves a topic and resolves once it is left (see [`Leave`]): right after,
+    /// `status()` no longer lists it.
+    fn leave(&self, topic: impl Into<Topic>)
+        -> impl Future<Output = Result<(), LeaveError>> + Send;
 
     /// A status snapshot.
-    fn status(&self) -> impl Future<Output = Result<Status, MailboxError>> + Send;
+    fn status(&self) -> impl Future<Output = Result<Status, ClientStopped>> + Send;
 
     /// A stream of the topic's messages; see [`Subscription`].
     fn subscribe(
         &self,
         topic: impl Into<Topic>,
         capacity: usize,
-    ) -> impl Future<Output = Result<Subscription, MailboxError>> + Send;
+    ) -> impl Future<Output = Result<Subscription, ClientStopped>> + Send;
 }
 
 impl<A: SlipstreamActor> ClientExt for Addr<Client<A>> {
@@ -179,22 +183,25 @@ impl<A: SlipstreamActor> ClientExt for Addr<Client<A>> {
     fn leave(
         &self,
         topic: impl Into<Topic>,
-    ) -> impl Future<Output = Result<(), MailboxError>> + Send {
-        self.send(Leave::new(topic))
+    ) -> impl Future<Output = Result<(), LeaveError>> + Send {
+        let request = self.send(Leave::new(topic));
+        async move { request.await.unwrap_or(Err(LeaveError::Stopped)) }
     }
 
-    fn status(&self) -> impl Future<Output = Result<Status, MailboxError>> + Send {
-        self.send(GetStatus)
+    fn status(&self) -> impl Future<Output = Result<Status, ClientStopped>> + Send {
+        let request = self.send(GetStatus);
+        async move { request.await.map_err(|_| ClientStopped) }
     }
 
     fn subscribe(
         &self,
         topic: impl Into<Topic>,
         capacity: usize,
-    ) -> impl Future<Output = Result<Subscription, MailboxError>> + Send {
-        self.send(Subscribe {
+    ) -> impl Future<Output = Result<Subscription, ClientStopped>> + Send {
+        let request = self.send(Subscribe {
             topic: topic.into(),
             capacity,
-        })
+        });
+        async move { request.await.map_err(|_| ClientStopped) }
     }
 }

@@ -5,7 +5,7 @@
 //! Elixir's Slipstream.
 //!
 //! Implement [`SlipstreamActor`] on your struct, start it as a [`Client`], and send
-//! it [`Join`], [`Leave`] and [`Push`] messages. The client reconnects with backoff,
+//! it [`Join`], [`Leave`] and [`Push`] messages (each answers with its outcome). The client reconnects with backoff,
 //! detects dead links with heartbeats, and rejoins every topic it was asked to join
 //! ([`TopicRegistry`]), so topics joined dynamically survive reconnects with no code
 //! of yours.
@@ -50,7 +50,9 @@ pub use backoff::Backoff;
 pub use channel::{TopicCloseReason, TopicStatus};
 pub use client::{Client, Disconnect, GetStatus, Join, Leave, Push, Reconnect, Stop};
 pub use config::{Config, ConnectParams, RetryPolicy, TlsConfig};
-pub use error::{ConfigError, DecodeError, EncodeError, JoinError, PushError};
+pub use error::{
+    ClientStopped, ConfigError, DecodeError, EncodeError, JoinError, LeaveError, PushError,
+};
 pub use handle::{ClientExt, Lagged, Subscribe, Subscription, TopicMessage};
 pub use message::{Event, Message, Payload, Ref, Reply, ReplyStatus, Topic};
 pub use presence::{Presence, PresenceChange, PresenceUpdate, Presences};

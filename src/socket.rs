@@ -25,7 +25,11 @@ pub struct Socket<'a, A: SlipstreamActor> {
 
 impl<A: SlipstreamActor> Socket<'_, A> {
     /// Joins a topic with params and records it in the registry, so it is rejoined
-    /// after every reconnect. If the topic is already joined or joining, nothing is sent.
+    /// after every reconnect. If the topic is already wanted with the same params,
+    /// nothing is sent; if it is wanted with other params, nothing changes and a
+    /// warning is logged (leave it first, then join with the new params: see
+    /// [`Join`](crate::Join)). A join asked for while the topic's leave is in flight
+    /// is sent once the leave is done.
     pub fn join(&mut self, topic: impl Into<Topic>, params: Value) {
         self.state.join(topic.into(), params, None, Instant::now());
     }
@@ -41,7 +45,9 @@ impl<A: SlipstreamActor> Socket<'_, A> {
         self.state.rejoin_registered(Instant::now());
     }
 
-    /// Leaves a topic and removes it from the registry.
+    /// Leaves a topic and removes it from the registry. Fire-and-forget:
+    /// [`SlipstreamActor::handle_leave`] runs once the topic is left (the
+    /// [`Leave`](crate::Leave) message is the awaitable form).
     pub fn leave(&mut self, topic: &str) {
         self.state.leave(topic, Instant::now());
     }
@@ -50,8 +56,9 @@ impl<A: SlipstreamActor> Socket<'_, A> {
     /// [`SlipstreamActor::handle_reply`] with the returned ref.
     ///
     /// # Errors
-    /// [`PushError::NotJoined`], [`PushError::BufferFull`] or [`PushError::Encode`],
-    /// at once; nothing reaches `handle_reply` then.
+    /// [`PushError::NotJoined`], [`PushError::BufferFull`], [`PushError::Encode`], or
+    /// [`PushError::Stopped`] while the client is stopping, at once; nothing reaches
+    /// `handle_reply` then.
     pub fn push(
         &mut self,
         topic: &str,
@@ -89,12 +96,14 @@ impl<A: SlipstreamActor> Socket<'_, A> {
         self.state.timer_count()
     }
 
-    /// Connects, unless connected or connecting.
+    /// Connects, unless connected or connecting. Ignored while the client is
+    /// stopping (in `handle_disconnect` with [`DisconnectReason::Stopped`](crate::DisconnectReason::Stopped)).
     pub fn connect(&mut self) {
         self.state.connect();
     }
 
-    /// Closes the connection (if any) and connects again at once.
+    /// Closes the connection (if any) and connects again at once. Ignored while the
+    /// client is stopping.
     pub fn reconnect(&mut self) {
         self.state.reconnect(Instant::now());
     }

@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 use crate::backoff::BackoffState;
 use crate::channel::{
-    BufferedPush, Channel, ChannelState, ReplyTo, TimerKey, TopicCloseReason, TopicStatus,
+    BufferedPush, Channel, ChannelState, JoinWaiter, LeaveWaiter, ReplyTo, TimerKey,
+    TopicCloseReason, TopicStatus,
 };
 use crate::config::Config;
-use crate::error::{ConfigError, DecodeError, EncodeError, JoinError, PushError};
+use crate::error::{ConfigError, DecodeError, EncodeError, JoinError, LeaveError, PushError};
 use crate::fxhash::FxHashMap;
 use crate::heartbeat::Heartbeat;
 use crate::message::{Event, Message, Payload, Ref, Reply, Topic};
@@ -126,6 +126,11 @@ pub enum ConnectError {
     /// The configuration is not usable; fix it (a reconnect would fail the same way).
     #[error("{0}")]
     Config(ConfigError),
+    /// The connect params closure ([`Config::params_fn`](crate::Config::params_fn))
+    /// panicked, with the panic's message. Retried with the reconnect backoff by
+    /// default (the closure may succeed next time, e.g. once a token service is back).
+    #[error("the params closure panicked: {0}")]
+    Params(String),
 }
 
 /// The connection's state, without data.
@@ -323,6 +328,9 @@ pub struct State {
     disconnects_by_reason: BTreeMap<&'static str, u64>,
     rejoins: u64,
     traffic: Traffic,
+    /// The actor is stopping (or stopped, or restarting under a supervisor): no
+    /// connect is started and no push is accepted until [`State::start`].
+    stopped: bool,
 }
 
 impl State {
@@ -349,6 +357,7 @@ impl State {
             disconnects_by_reason: BTreeMap::new(),
             rejoins: 0,
             traffic: Traffic::default(),
+            stopped: false,
         }
     }
 
@@ -407,8 +416,12 @@ impl State {
 
     // ---------------------------------------------------------------- connection
 
-    /// Opens a connection unless one is open or opening.
+    /// Opens a connection unless one is open or opening, or the client is stopping.
     pub fn connect(&mut self) {
+        if self.stopped {
+            debug!(target: crate::logging::CONNECTION, "connect ignored: the client is stopping");
+            return;
+        }
         match self.conn {
             Conn::Connected { .. } | Conn::Connecting { .. } => {}
             Conn::WaitingReconnect { timer } => {
@@ -491,14 +504,59 @@ impl State {
         }
     }
 
-    /// The user asked to reconnect: close any connection and open a new one now.
+    /// The user asked to reconnect: close any connection and open a new one now
+    /// (ignored while the client is stopping).
     pub fn reconnect(&mut self, now: Instant) {
+        if self.stopped {
+            debug!(target: crate::logging::CONNECTION, "reconnect ignored: the client is stopping");
+            return;
+        }
         if let Conn::Connected { .. } | Conn::Connecting { .. } = self.conn {
             self.out.push_back(Effect::Close { code: 1000 });
             self.lost(DisconnectReason::ReconnectRequested, now);
         }
         self.reconnect.reset();
         self.connect();
+    }
+
+    /// Whether the client is stopping (or stopped): set when the actor stops, cleared
+    /// when it starts again (a supervisor restart). Connects are ignored and pushes
+    /// refused meanwhile.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// The actor started (or was restarted by its supervisor): connects are allowed again.
+    pub(crate) fn start(&mut self) {
+        self.stopped = false;
+    }
+
+    /// The actor is stopping (for good, or to be restarted by its supervisor): every
+    /// request still open gets its outcome now, and the connection is closed.
+    ///
+    /// Buffered and in-flight pushes fail with [`PushError::Stopped`], join waiters
+    /// get [`JoinError::Stopped`], leave waiters [`LeaveError::Stopped`]; topics being
+    /// left are left (`handle_leave`); the registry is kept (a restarted client
+    /// rejoins it). Until [`State::start`], connects are ignored and pushes refused.
+    pub(crate) fn stop(&mut self, now: Instant) {
+        self.stopped = true;
+        let mut topics: Vec<Topic> = self.channels.keys().cloned().collect();
+        topics.sort();
+        for topic in topics {
+            let Some(mut ch) = self.channels.remove(&topic) else {
+                continue;
+            };
+            ch.resolve_waiters(&Err(JoinError::Stopped));
+            ch.resolve_leave_waiters(Err(LeaveError::Stopped));
+            ch.resolve_join_after_leave(&JoinError::Stopped);
+            self.fail_buffer(&topic, &mut ch, PushError::Stopped);
+            if let ChannelState::RejoinScheduled { timer } = ch.state {
+                self.timers.remove(&timer);
+                ch.state = ChannelState::Waiting { explicit: false };
+            }
+            self.channels.insert(topic, ch);
+        }
+        self.stop_connection(now);
     }
 
     /// The actor is stopping or restarting: drop the connection.
@@ -512,7 +570,7 @@ impl State {
         }
     }
 
-    fn lost(&mut self, reason: DisconnectReason, _now: Instant) {
+    fn lost(&mut self, reason: DisconnectReason, now: Instant) {
         self.conn = Conn::Disconnected;
         self.disconnects += 1;
         *self.disconnects_by_reason.entry(reason.kind()).or_default() += 1;
@@ -529,9 +587,15 @@ impl State {
             self.cancel(key);
         }
         // Pushes in flight will never be answered on this connection.
-        let in_flight: Vec<u64> = self.pending.keys().copied().collect();
+        let error = if reason == DisconnectReason::Stopped {
+            PushError::Stopped
+        } else {
+            PushError::ConnectionLost
+        };
+        let mut in_flight: Vec<u64> = self.pending.keys().copied().collect();
+        in_flight.sort_unstable();
         for r in in_flight {
-            self.resolve_pending(r, Err(PushError::ConnectionLost));
+            self.resolve_pending(r, Err(error.clone()));
         }
         let mut left = Vec::new();
         let mut keys = Vec::new();
@@ -554,13 +618,17 @@ impl State {
         }
         left.sort();
         for topic in left {
-            self.finish_leave(&topic);
+            // The socket is gone, and its channels with it: the leave is done.
+            self.finish_leave(&topic, Ok(()), now);
         }
         self.callback(Callback::Disconnected(reason));
     }
 
     /// Applies the user's decision after a disconnect.
     pub(crate) fn after_disconnect(&mut self, decision: AfterDisconnect, now: Instant) {
+        if self.stopped {
+            return; // the actor is stopping: nothing to reconnect
+        }
         if self.conn != Conn::Disconnected {
             return; // already reconnecting (a reconnect was requested)
         }
@@ -636,7 +704,7 @@ impl State {
                 );
                 if matches {
                     debug!(target: crate::logging::CHANNEL, "leave of {topic} not confirmed in time; considered left");
-                    self.finish_leave(&topic);
+                    self.finish_leave(&topic, Err(LeaveError::Timeout), now);
                 }
             }
             Timer::Rejoin { topic } => {
@@ -708,23 +776,51 @@ impl State {
 
     // ---------------------------------------------------------------- topics
 
-    /// Joins a topic (recording it in the registry). Nothing goes on the wire if the
-    /// topic is already joined or joining.
+    /// Joins a topic (recording it in the registry), as a `Join` message
+    /// (`waiter`) or `socket.join` does. A topic is wanted with one set of params at
+    /// a time:
+    ///
+    /// - not wanted: recorded and joined (after the leave in flight, if one is);
+    /// - wanted with the same params: nothing is sent; the waiter gets the current
+    ///   join's outcome (the stored response if joined, else that of the join in
+    ///   flight or of the next one);
+    /// - wanted with other params: nothing changes and nothing is sent; the waiter
+    ///   gets [`JoinError::ParamsConflict`] at once (a warning is logged).
     pub(crate) fn join(
         &mut self,
         topic: Topic,
         params: Value,
-        waiter: Option<oneshot::Sender<Result<Payload, JoinError>>>,
+        waiter: Option<JoinWaiter>,
         now: Instant,
     ) {
-        self.registry.insert(topic.clone(), params.clone());
-        self.join_channel(topic, params, waiter, true, now);
+        match self.registry.params(topic.as_str()) {
+            Some(wanted) if *wanted != params => {
+                warn!(target: crate::logging::CHANNEL,
+                    "join of {topic} refused: it is already joined with other params (leave it first, then join with the new ones)"
+                );
+                if let Some(w) = waiter {
+                    let _ = w.send(Err(JoinError::ParamsConflict));
+                }
+                return;
+            }
+            Some(_) => {}
+            None => self.registry.insert(topic.clone(), params.clone()),
+        }
+        let waiters = match waiter {
+            Some(w) if self.stopped => {
+                // Recorded for a supervisor restart, but this request ends here.
+                let _ = w.send(Err(JoinError::Stopped));
+                Vec::new()
+            }
+            w => w.into_iter().collect(),
+        };
+        self.join_channel(topic, params, waiters, true, now);
     }
 
     /// Rejoins every registered topic that is not joined or joining.
     pub fn rejoin_registered(&mut self, now: Instant) {
         for (topic, params) in self.registry.topics() {
-            self.join_channel(topic, params, None, false, now);
+            self.join_channel(topic, params, Vec::new(), false, now);
         }
     }
 
@@ -733,7 +829,7 @@ impl State {
         let Some(params) = self.registry.params(topic).cloned() else {
             return false;
         };
-        self.join_channel(Topic::from(topic), params, None, false, now);
+        self.join_channel(Topic::from(topic), params, Vec::new(), false, now);
         true
     }
 
@@ -741,7 +837,7 @@ impl State {
         &mut self,
         topic: Topic,
         params: Value,
-        waiter: Option<oneshot::Sender<Result<Payload, JoinError>>>,
+        waiters: Vec<JoinWaiter>,
         explicit: bool,
         now: Instant,
     ) {
@@ -751,9 +847,17 @@ impl State {
             .channels
             .entry(topic.clone())
             .or_insert_with(|| Channel::new(params.clone(), rejoin));
+        if let ChannelState::Leaving { .. } = ch.state {
+            // A fresh join: sent once the leave is done, and its waiters get ITS outcome.
+            debug!(target: crate::logging::CHANNEL, "{topic} is being left; joined again once the leave is done");
+            ch.join_after_leave
+                .get_or_insert_with(Vec::new)
+                .extend(waiters);
+            return;
+        }
         ch.params = params;
         ch.join_waiters.retain(|w| !w.is_closed());
-        if let Some(w) = waiter {
+        for w in waiters {
             if let (ChannelState::Joined { .. }, Some(resp)) = (ch.state, &ch.last_response) {
                 let _ = w.send(Ok(resp.clone()));
             } else {
@@ -764,7 +868,7 @@ impl State {
             ChannelState::Joining { .. } | ChannelState::Joined { .. } => {
                 debug!(target: crate::logging::CHANNEL, "{topic} already joined or joining; no new phx_join sent");
             }
-            ChannelState::Leaving { .. } => ch.rejoin_after_leave = true,
+            ChannelState::Leaving { .. } => {}
             ChannelState::RejoinScheduled { timer } => {
                 self.cancel(timer);
                 if connected {
@@ -812,18 +916,34 @@ impl State {
         ));
     }
 
-    /// Leaves a topic and removes it from the registry. Nothing goes on the wire if
-    /// a leave is already in flight.
+    /// Leaves a topic and removes it from the registry (`socket.leave`; the outcome
+    /// reaches `handle_leave`). Nothing goes on the wire if a leave is already in flight.
     pub fn leave(&mut self, topic: &str, now: Instant) {
+        self.leave_with(topic, None, now);
+    }
+
+    /// Leaves a topic, as a `Leave` message does: `waiter` resolves when the topic
+    /// is left (leave reply, `phx_close`, `phx_error`, the connection closed, or at
+    /// once when it was not joined or wanted), or with [`LeaveError::Timeout`] after
+    /// the leave timeout (the topic is left locally anyway).
+    pub(crate) fn leave_with(&mut self, topic: &str, waiter: Option<LeaveWaiter>, now: Instant) {
         self.registry.remove(topic);
         let connected = self.is_connected();
-        let Some(ch) = self.channels.get_mut(topic) else {
+        let Some((key, ch)) = self.channels.get_key_value(topic) else {
             debug!(target: crate::logging::CHANNEL, "leave of {topic}: not joined");
+            if let Some(w) = waiter {
+                let _ = w.send(Ok(()));
+            }
             return;
         };
-        ch.rejoin_after_leave = false;
+        let topic = key.clone();
         let state = ch.state;
-        let topic = Topic::from(topic);
+        if let Some(ch) = self.channels.get_mut(&topic) {
+            // A join asked for during an earlier leave is cancelled by this leave.
+            ch.resolve_join_after_leave(&JoinError::Left);
+            ch.join_after_leave = None;
+            ch.leave_waiters.extend(waiter);
+        }
         match state {
             ChannelState::Leaving { .. } => {
                 debug!(target: crate::logging::CHANNEL, "leave of {topic} already in flight")
@@ -869,13 +989,14 @@ impl State {
                 {
                     self.cancel(timer);
                 }
-                self.finish_leave(&topic);
+                self.finish_leave(&topic, Ok(()), now);
             }
         }
     }
 
-    /// Removes a channel that has been left and tells the user.
-    fn finish_leave(&mut self, topic: &Topic) {
+    /// Removes a channel that has been left and tells the user (`handle_leave`, and
+    /// the leave waiters get `outcome`). A join asked for during the leave is sent now.
+    fn finish_leave(&mut self, topic: &Topic, outcome: Result<(), LeaveError>, now: Instant) {
         let Some(mut ch) = self.channels.remove(topic) else {
             return;
         };
@@ -883,16 +1004,26 @@ impl State {
             self.cancel(timer);
         }
         ch.resolve_waiters(&Err(JoinError::Left));
+        ch.resolve_leave_waiters(outcome);
         self.fail_buffer(topic, &mut ch, PushError::Left);
         self.fail_in_flight(topic, PushError::Left);
-        let again = ch.rejoin_after_leave && self.registry.contains(topic.as_str());
+        let again = match ch.join_after_leave.take() {
+            Some(waiters) if self.registry.contains(topic.as_str()) => Some(waiters),
+            Some(mut waiters) => {
+                for w in waiters.drain(..) {
+                    let _ = w.send(Err(JoinError::Left));
+                }
+                None
+            }
+            None => None,
+        };
         info!(target: crate::logging::CHANNEL, "left {topic}");
         self.callback(Callback::Left {
             topic: topic.clone(),
         });
-        if again {
+        if let Some(waiters) = again {
             if let Some(params) = self.registry.params(topic.as_str()).cloned() {
-                self.join_channel(topic.clone(), params, None, true, Instant::now());
+                self.join_channel(topic.clone(), params, waiters, true, now);
             }
         }
     }
@@ -908,6 +1039,8 @@ impl State {
                 self.cancel(timer);
             }
             ch.resolve_waiters(&Err(JoinError::Left));
+            ch.resolve_join_after_leave(&JoinError::Left);
+            ch.resolve_leave_waiters(Ok(()));
             self.fail_buffer(topic, &mut ch, PushError::Left);
         }
         self.fail_in_flight(topic, PushError::ChannelClosed);
@@ -929,7 +1062,9 @@ impl State {
                 .channels
                 .get(topic)
                 .is_some_and(|c| c.rejected <= policy.rejected_join_retries),
-            TopicCloseReason::JoinFailed(JoinError::Left | JoinError::Stopped) => false,
+            TopicCloseReason::JoinFailed(
+                JoinError::Left | JoinError::Stopped | JoinError::ParamsConflict,
+            ) => false,
         };
         if retry {
             AfterTopicClose::Rejoin
@@ -1004,6 +1139,9 @@ impl State {
                     }));
                 }
             }
+        }
+        if self.stopped {
+            return Err(PushError::Stopped);
         }
         if event.is_reserved() {
             return Err(PushError::Encode(EncodeError::Unsupported(
@@ -1247,7 +1385,7 @@ impl State {
                         self.join_replied(msg.topic, join_ref, reply, now);
                     }
                     ChannelState::Leaving { leave_ref, .. } if r == leave_ref => {
-                        self.finish_leave(&msg.topic);
+                        self.finish_leave(&msg.topic, Ok(()), now);
                     }
                     _ => match self.pending.get(&r) {
                         Some(p) if p.topic == msg.topic => self.resolve_pending(r, Ok(reply)),
@@ -1265,12 +1403,14 @@ impl State {
                     debug!(target: crate::logging::WIRE, "dropped stale {} on {}", msg.event, msg.topic);
                     return;
                 };
-                if msg.event == Event::Close {
-                    if !matches!(state, ChannelState::Leaving { .. }) {
-                        info!(target: crate::logging::CHANNEL, "{} closed by the server (join_ref {jr})", msg.topic);
-                        self.registry.remove(msg.topic.as_str());
-                    }
-                    self.finish_leave(&msg.topic);
+                if let ChannelState::Leaving { .. } = state {
+                    // Our leave is done, whether the channel closed or crashed meanwhile.
+                    debug!(target: crate::logging::CHANNEL, "{} on {} during the leave: left", msg.event, msg.topic);
+                    self.finish_leave(&msg.topic, Ok(()), now);
+                } else if msg.event == Event::Close {
+                    info!(target: crate::logging::CHANNEL, "{} closed by the server (join_ref {jr})", msg.topic);
+                    self.registry.remove(msg.topic.as_str());
+                    self.finish_leave(&msg.topic, Ok(()), now);
                 } else {
                     warn!(target: crate::logging::CHANNEL, "{} crashed on the server (join_ref {jr})", msg.topic);
                     self.channel_errored(msg.topic, TopicCloseReason::Crashed(msg.payload));
@@ -1415,4 +1555,4 @@ mod tests;
 mod fuzzing;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
-pub use fuzzing::{FuzzEffect, JoinReceiver, PushReceiver};
+pub use fuzzing::{FuzzEffect, JoinReceiver, LeaveReceiver, PushReceiver};

@@ -12,13 +12,15 @@ use tokio::sync::oneshot;
 
 use super::{AfterDisconnect, AfterTopicClose, Callback, DisconnectReason, Effect, State};
 use crate::channel::{ReplyTo, TopicCloseReason};
-use crate::error::{JoinError, PushError};
+use crate::error::{JoinError, LeaveError, PushError};
 use crate::message::{Event, Message, Payload, Ref, Reply, Topic};
 
 /// Receives the outcome of a push made with a waiter (the actor's `Push` message).
 pub type PushReceiver = oneshot::Receiver<Result<Reply, PushError>>;
 /// Receives the outcome of a join made with a waiter (the actor's `Join` message).
 pub type JoinReceiver = oneshot::Receiver<Result<Payload, JoinError>>;
+/// Receives the outcome of a leave made with a waiter (the actor's `Leave` message).
+pub type LeaveReceiver = oneshot::Receiver<Result<(), LeaveError>>;
 
 /// An effect of the state machine, as the actor would carry it out.
 #[derive(Debug)]
@@ -170,13 +172,30 @@ impl State {
         self.on_message(msg, now);
     }
 
-    /// The actor is stopping.
+    /// The actor stops and is restarted by its supervisor (without running `init`):
+    /// every open request gets its outcome, the registry is kept.
     pub fn fuzz_stop_connection(&mut self, now: Instant) {
-        self.stop_connection(now);
+        self.stop(now);
+        self.start();
     }
 
-    /// Join waiters held, over all topics.
+    /// A `Leave` (with a waiter, as the `Leave` message) or `socket.leave` (without).
+    pub fn fuzz_leave(&mut self, topic: &str, waiter: bool, now: Instant) -> Option<LeaveReceiver> {
+        let (tx, rx) = if waiter {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        self.leave_with(topic, tx, now);
+        rx
+    }
+
+    /// Join waiters held, over all topics (those of joins asked for during a leave included).
     pub fn fuzz_join_waiters(&self) -> usize {
-        self.channels.values().map(|c| c.join_waiters.len()).sum()
+        self.channels
+            .values()
+            .map(|c| c.join_waiters.len() + c.join_after_leave.as_ref().map_or(0, Vec::len))
+            .sum()
     }
 }

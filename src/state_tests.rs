@@ -595,3 +595,349 @@ fn v1_phx_error_without_join_ref_is_matched_by_ref() {
         vec!["closed room:1: channel crashed (phx_error)"]
     );
 }
+
+// ---------------------------------------------------------------- lifecycle
+
+type JoinRx = tokio::sync::oneshot::Receiver<Result<Payload, JoinError>>;
+type LeaveRx = tokio::sync::oneshot::Receiver<Result<(), LeaveError>>;
+
+/// A `Join` message: the join with a waiter.
+fn join_waiting(h: &mut Harness, topic: &str, params: Value) -> (JoinRx, Out) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    h.s.join(Topic::from(topic), params, Some(tx), h.now);
+    (rx, h.step())
+}
+
+/// A `Leave` message: the leave with a waiter.
+fn leave_waiting(h: &mut Harness, topic: &str) -> (LeaveRx, Out) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    h.s.leave_with(topic, Some(tx), h.now);
+    (rx, h.step())
+}
+
+/// A `Push` message: the push with a waiter.
+fn push_waiting(
+    h: &mut Harness,
+    topic: &str,
+) -> tokio::sync::oneshot::Receiver<Result<Reply, PushError>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let timeout = h.s.config().push_timeout;
+    h.s.push(
+        topic,
+        Event::from("echo"),
+        Payload::empty(),
+        timeout,
+        ReplyTo::Sender(tx),
+        h.now,
+    )
+    .unwrap();
+    rx
+}
+
+#[test]
+fn a_join_right_after_a_leave_is_sent_once_the_leave_is_done_and_answered_with_its_own_outcome() {
+    let mut h = Harness::connected(config());
+    let jr = joined(&mut h, "room:1");
+    let (mut left, out) = leave_waiting(&mut h, "room:1");
+    let leave = out.by_event("phx_leave")[0].clone();
+    let (mut rejoined, out) = join_waiting(&mut h, "room:1", json!({"n": 2}));
+    assert!(
+        out.sent.is_empty(),
+        "no phx_join while the leave is in flight"
+    );
+    assert!(rejoined.try_recv().is_err(), "not answered yet");
+    let out = h.recv(reply(
+        "room:1",
+        Some(&jr),
+        leave.reference.as_ref().unwrap(),
+        ReplyStatus::Ok,
+        json!({}),
+    ));
+    assert_eq!(out.events, vec!["left room:1"]);
+    let joins = out.joins();
+    assert_eq!(
+        joins.len(),
+        1,
+        "the new join goes out once the leave is done"
+    );
+    assert_eq!(joins[0].payload, Payload::Json(json!({"n": 2})));
+    let jr2 = joins[0].join_ref.clone().unwrap();
+    assert_ne!(jr2, jr);
+    assert!(
+        rejoined.try_recv().is_err(),
+        "answered by its own join's reply"
+    );
+    let out = h.recv(reply(
+        "room:1",
+        Some(&jr2),
+        &jr2,
+        ReplyStatus::Ok,
+        json!({"welcome": 2}),
+    ));
+    assert_eq!(out.events, vec!["joined room:1"]);
+    assert_eq!(
+        rejoined.try_recv().unwrap(),
+        Ok(Payload::Json(json!({"welcome": 2})))
+    );
+    assert_eq!(left.try_recv().unwrap(), Ok(()));
+    assert_eq!(h.s.registry().params("room:1"), Some(&json!({"n": 2})));
+}
+
+#[test]
+fn a_join_during_a_leave_is_cancelled_by_a_second_leave() {
+    let mut h = Harness::connected(config());
+    let jr = joined(&mut h, "room:1");
+    let (_, out) = leave_waiting(&mut h, "room:1");
+    let leave_ref = out.by_event("phx_leave")[0].reference.clone().unwrap();
+    let (mut rejoined, _) = join_waiting(&mut h, "room:1", json!({}));
+    let (_, out) = leave_waiting(&mut h, "room:1");
+    assert!(out.sent.is_empty(), "the leave is already in flight");
+    assert_eq!(rejoined.try_recv().unwrap(), Err(JoinError::Left));
+    let out = h.recv(reply(
+        "room:1",
+        Some(&jr),
+        &leave_ref,
+        ReplyStatus::Ok,
+        json!({}),
+    ));
+    assert_eq!(out.events, vec!["left room:1"]);
+    assert!(out.joins().is_empty());
+    assert!(!h.s.registry().contains("room:1"));
+}
+
+#[test]
+fn phx_error_during_a_user_leave_ends_the_leave_with_handle_leave() {
+    let mut h = Harness::connected(config());
+    let jr = joined(&mut h, "room:1");
+    let (mut left, _) = leave_waiting(&mut h, "room:1");
+    assert_eq!(h.s.timer_count(), 2, "the heartbeat and the leave timers");
+    let out = h.recv(Message::new(
+        Some(jr.clone()),
+        Some(jr),
+        "room:1",
+        Event::Error,
+        Payload::empty(),
+    ));
+    assert_eq!(
+        out.events,
+        vec!["left room:1"],
+        "handle_leave, not a topic close"
+    );
+    assert_eq!(left.try_recv().unwrap(), Ok(()));
+    assert_eq!(h.s.timer_count(), 1, "the leave timer is cancelled");
+    assert!(h.s.topic_status("room:1").is_none());
+    assert!(h
+        .advance(60_000)
+        .events
+        .iter()
+        .all(|e| !e.contains("room:1")));
+}
+
+#[test]
+fn handle_leave_runs_once_per_left_topic_whatever_ends_the_leave() {
+    // The reply, then the server's phx_close; the connection lost; the leave timeout.
+    let mut h = Harness::connected(config());
+    let jr = joined(&mut h, "room:1");
+    let (_, out) = leave_waiting(&mut h, "room:1");
+    let lr = out.by_event("phx_leave")[0].reference.clone().unwrap();
+    let mut events = h
+        .recv(reply("room:1", Some(&jr), &lr, ReplyStatus::Ok, json!({})))
+        .events;
+    events.extend(
+        h.recv(Message::new(
+            Some(jr.clone()),
+            Some(jr),
+            "room:1",
+            Event::Close,
+            Payload::empty(),
+        ))
+        .events,
+    );
+    assert_eq!(events, vec!["left room:1"]);
+
+    joined(&mut h, "room:2");
+    let (mut left, _) = leave_waiting(&mut h, "room:2");
+    let out = h.drop_connection();
+    assert_eq!(out.events.iter().filter(|e| *e == "left room:2").count(), 1);
+    assert_eq!(left.try_recv().unwrap(), Ok(()), "the socket is gone: left");
+
+    let mut h = Harness::connected(config());
+    joined(&mut h, "room:3");
+    let (mut left, _) = leave_waiting(&mut h, "room:3");
+    let out = h.advance(5000);
+    assert_eq!(out.events, vec!["left room:3"]);
+    assert_eq!(left.try_recv().unwrap(), Err(LeaveError::Timeout));
+    assert!(h
+        .advance(60_000)
+        .events
+        .iter()
+        .all(|e| !e.contains("room:3")));
+}
+
+#[test]
+fn a_leave_resolves_at_once_when_the_topic_is_not_joined_or_wanted() {
+    let mut h = Harness::connected(config());
+    let (mut unknown, out) = leave_waiting(&mut h, "room:never");
+    assert!(out.sent.is_empty() && out.events.is_empty());
+    assert_eq!(unknown.try_recv().unwrap(), Ok(()));
+    // Wanted but not joined (disconnected): left at once, handle_leave runs.
+    joined(&mut h, "room:1");
+    h.drop_connection();
+    let (mut waiting, out) = leave_waiting(&mut h, "room:1");
+    assert_eq!(out.events, vec!["left room:1"]);
+    assert_eq!(waiting.try_recv().unwrap(), Ok(()));
+    assert!(h.s.status().topics.is_empty());
+}
+
+#[test]
+fn a_join_with_other_params_of_a_wanted_topic_is_a_params_conflict_and_changes_nothing() {
+    let mut h = Harness::connected(config());
+    let (mut one, out) = join_waiting(&mut h, "room:1", json!({"n": 1}));
+    let (mut two, out2) = join_waiting(&mut h, "room:1", json!({"n": 2}));
+    let (mut three, out3) = join_waiting(&mut h, "room:1", json!({"n": 3}));
+    assert_eq!(out.joins().len(), 1);
+    assert!(out2.sent.is_empty() && out3.sent.is_empty());
+    assert_eq!(two.try_recv().unwrap(), Err(JoinError::ParamsConflict));
+    assert_eq!(three.try_recv().unwrap(), Err(JoinError::ParamsConflict));
+    let jr = out.joins()[0].join_ref.clone().unwrap();
+    h.recv(reply(
+        "room:1",
+        Some(&jr),
+        &jr,
+        ReplyStatus::Ok,
+        json!({"n": 1}),
+    ));
+    assert_eq!(one.try_recv().unwrap(), Ok(Payload::Json(json!({"n": 1}))));
+    assert_eq!(h.s.registry().params("room:1"), Some(&json!({"n": 1})));
+    // Also once joined, and while waiting for a reconnect: the params stay.
+    let (mut four, _) = join_waiting(&mut h, "room:1", json!({"n": 4}));
+    assert_eq!(four.try_recv().unwrap(), Err(JoinError::ParamsConflict));
+    h.drop_connection();
+    let (mut five, _) = join_waiting(&mut h, "room:1", json!({"n": 5}));
+    assert_eq!(five.try_recv().unwrap(), Err(JoinError::ParamsConflict));
+    let out = h.reconnect_after_backoff();
+    assert_eq!(out.joins()[0].payload, Payload::Json(json!({"n": 1})));
+}
+
+#[test]
+fn a_join_with_the_wanted_params_is_answered_with_the_current_joins_outcome() {
+    let mut h = Harness::connected(config());
+    let (mut first, out) = join_waiting(&mut h, "room:1", json!({"n": 1}));
+    let (mut second, out2) = join_waiting(&mut h, "room:1", json!({"n": 1}));
+    assert!(out2.sent.is_empty(), "no duplicate phx_join");
+    let jr = out.joins()[0].join_ref.clone().unwrap();
+    h.recv(reply(
+        "room:1",
+        Some(&jr),
+        &jr,
+        ReplyStatus::Ok,
+        json!({"ok": 1}),
+    ));
+    assert_eq!(
+        first.try_recv().unwrap(),
+        Ok(Payload::Json(json!({"ok": 1})))
+    );
+    assert_eq!(
+        second.try_recv().unwrap(),
+        Ok(Payload::Json(json!({"ok": 1})))
+    );
+    let (mut third, out) = join_waiting(&mut h, "room:1", json!({"n": 1}));
+    assert!(out.sent.is_empty());
+    assert_eq!(
+        third.try_recv().unwrap(),
+        Ok(Payload::Json(json!({"ok": 1})))
+    );
+}
+
+#[test]
+fn stop_gives_every_open_request_its_outcome_and_leaves_no_timer() {
+    let mut h = Harness::connected(config());
+    joined(&mut h, "room:joined");
+    let (in_flight_cb, _) = h.push("room:joined");
+    let mut in_flight = push_waiting(&mut h, "room:joined");
+    h.step();
+    let (mut joining, _) = join_waiting(&mut h, "room:joining", json!({}));
+    let (buffered_cb, _) = h.push("room:joining");
+    let mut buffered = push_waiting(&mut h, "room:joining");
+    h.step();
+    joined(&mut h, "room:leaving");
+    let (mut leaving, _) = leave_waiting(&mut h, "room:leaving");
+    let (mut after_leave, _) = join_waiting(&mut h, "room:leaving", json!({"again": true}));
+
+    h.s.stop(h.now);
+    let out = h.step();
+    assert_eq!(out.closes, vec![1000]);
+    for (topic, r) in [
+        ("room:joining", buffered_cb.unwrap()),
+        ("room:joined", in_flight_cb.unwrap()),
+    ] {
+        let outcome = format!("reply {topic} {r} error: client stopped");
+        assert_eq!(
+            out.events.iter().filter(|e| **e == outcome).count(),
+            1,
+            "{outcome}: {out:?}"
+        );
+    }
+    assert_eq!(in_flight.try_recv().unwrap(), Err(PushError::Stopped));
+    assert_eq!(buffered.try_recv().unwrap(), Err(PushError::Stopped));
+    assert_eq!(joining.try_recv().unwrap(), Err(JoinError::Stopped));
+    assert_eq!(leaving.try_recv().unwrap(), Err(LeaveError::Stopped));
+    assert_eq!(after_leave.try_recv().unwrap(), Err(JoinError::Stopped));
+    assert!(out.events.contains(&"left room:leaving".to_owned()));
+    assert_eq!(
+        out.events.last().map(String::as_str),
+        Some("disconnected: client stopped")
+    );
+    let status = h.s.status();
+    assert_eq!((status.pending_replies, status.buffered_pushes), (0, 0));
+    assert_eq!(h.s.timer_count(), 0);
+    // The registry is kept for a supervisor restart, the join asked during the leave included.
+    for t in ["room:joined", "room:joining", "room:leaving"] {
+        assert!(h.s.registry().contains(t), "{t}");
+    }
+    // Pushes are refused until the actor starts again.
+    assert_eq!(h.push("room:joined").0, Err(PushError::Stopped));
+}
+
+#[test]
+fn a_stopping_client_ignores_connect_requests_until_it_starts_again() {
+    let mut h = Harness::connected(config());
+    joined(&mut h, "room:1");
+    h.s.stop(h.now);
+    h.step();
+    h.s.connect();
+    h.s.reconnect(h.now);
+    h.s.after_disconnect(AfterDisconnect::Reconnect, h.now);
+    let out = h.advance(60_000);
+    assert!(out.connects.is_empty());
+    assert_eq!(h.s.connection_status(), ConnectionStatus::Disconnected);
+    assert_eq!(h.s.timer_count(), 0);
+    // A supervisor restart: `init` connects normally, and the topic is rejoined.
+    h.s.start();
+    h.s.connect();
+    let out = h.step();
+    assert_eq!(out.connects.len(), 1);
+    h.s.on_connected(h.gen, h.now);
+    assert_eq!(h.step().joins().len(), 1);
+}
+
+#[test]
+fn a_join_ok_resets_the_reconnect_backoff() {
+    let mut h = Harness::connected(config());
+    h.s.join(Topic::from("room:1"), json!({}), None, h.now);
+    h.step();
+    h.drop_connection();
+    h.advance(10);
+    h.s.on_closed(
+        h.gen,
+        DisconnectReason::ConnectFailed(ConnectError::Timeout),
+        h.now,
+    );
+    h.step();
+    assert_eq!(h.s.reconnect.attempt(), 2);
+    let out = h.reconnect_after_backoff();
+    assert_eq!(h.s.reconnect.attempt(), 2, "not healthy yet");
+    let jr = out.joins()[0].join_ref.clone().unwrap();
+    h.recv(reply("room:1", Some(&jr), &jr, ReplyStatus::Ok, json!({})));
+    assert_eq!(h.s.reconnect.attempt(), 0);
+}

@@ -9,10 +9,14 @@
 //! - the [`Outbox`] is a byte buffer the actor encodes websocket frames into; a writer
 //!   task writes whatever has accumulated in one `write` call, so every frame produced
 //!   in one turn of the actor (a burst of joins, the pushes released by a rejoin)
-//!   leaves in one syscall, with no per-frame channel message. It is bounded in bytes.
+//!   leaves in one syscall, with no per-frame channel message. User pushes (and pongs)
+//!   are queued only within its byte budget; the client's own protocol frames (joins,
+//!   leaves, heartbeats, close), whose number the topic registry bounds, always are.
 
 use std::cell::RefCell;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_codec::{Decoder, Encoder};
@@ -20,7 +24,7 @@ use awc::error::WsProtocolError;
 use awc::ws;
 use awc::BoxedSocket;
 use bytes::{Buf, BytesMut};
-use futures_util::stream::{self, Stream};
+use futures_util::stream::{self, Stream, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::Notify;
 
@@ -86,6 +90,70 @@ pub(crate) fn frames(
     })
 }
 
+/// A connection's frame stream.
+pub(crate) type Frames = Pin<Box<dyn Stream<Item = Result<ws::Frame, WsProtocolError>>>>;
+
+/// A connection's frame stream, polled by the actor until it takes the stream back
+/// (to finish a closing handshake after the actor stopped): the stream then ends
+/// for the actor.
+pub(crate) struct SharedFrames(Rc<RefCell<Option<Frames>>>);
+
+impl SharedFrames {
+    pub(crate) fn new(frames: Frames) -> Self {
+        SharedFrames(Rc::new(RefCell::new(Some(frames))))
+    }
+
+    /// Another handle on the same stream, to take it back with [`SharedFrames::take_back`].
+    pub(crate) fn handle(&self) -> SharedFrames {
+        SharedFrames(self.0.clone())
+    }
+
+    /// Takes the stream out; every handle ends from now on.
+    pub(crate) fn take_back(&self) -> Option<Frames> {
+        self.0.borrow_mut().take()
+    }
+}
+
+impl Stream for SharedFrames {
+    type Item = Result<ws::Frame, WsProtocolError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.0.borrow_mut().as_mut() {
+            Some(frames) => frames.as_mut().poll_next(cx),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+/// Finishes the closing handshake of a connection whose close frame is queued,
+/// without the actor (it stopped): reads until the server's close frame, the end of
+/// the connection or `wait`, then lets the writer shut the connection down (so the
+/// server, as RFC 6455 asks, ends the TCP connection first, and reads the close
+/// frame before the end of the stream). Done once the writer is.
+pub(crate) fn finish_close(
+    frames: Option<Frames>,
+    mut writer: WriterHandle,
+    wait: Duration,
+) -> tokio::task::JoinHandle<()> {
+    actix_rt::spawn(async move {
+        if let Some(mut frames) = frames {
+            let answered = async {
+                while let Some(frame) = frames.next().await {
+                    if matches!(frame, Ok(ws::Frame::Close(_)) | Err(_)) {
+                        break;
+                    }
+                }
+            };
+            let _ = actix_rt::time::timeout(wait, answered).await;
+        }
+        let done = writer.take_done();
+        drop(writer);
+        if let Some(done) = done {
+            let _ = actix_rt::time::timeout(wait, done).await;
+        }
+    })
+}
+
 /// Frames encoded by the actor, waiting for the writer task.
 pub(crate) struct Outbox {
     buf: BytesMut,
@@ -104,6 +172,8 @@ pub(crate) struct Outbox {
 pub(crate) struct WriterHandle {
     outbox: Rc<RefCell<Outbox>>,
     notify: Rc<Notify>,
+    /// The writer task, done once the queue is written and the connection shut down.
+    done: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Why a frame was not queued.
@@ -116,13 +186,15 @@ pub(crate) enum QueueError {
 }
 
 impl WriterHandle {
-    /// Encodes a frame into the queue. Returns the bytes queued.
-    pub(crate) fn queue(&self, msg: ws::Message) -> Result<usize, QueueError> {
+    /// Encodes a frame into the queue. Returns the bytes queued. A `budgeted` frame
+    /// (a user push) is refused when the queue already holds the budget; the others
+    /// (the client's protocol frames) are always queued.
+    pub(crate) fn queue(&self, msg: ws::Message, budgeted: bool) -> Result<usize, QueueError> {
         let mut out = self.outbox.borrow_mut();
         if out.closing || out.failed {
             return Err(QueueError::Closed);
         }
-        if out.buf.len() >= out.limit {
+        if budgeted && out.buf.len() >= out.limit {
             return Err(QueueError::Full);
         }
         let Outbox { buf, codec, .. } = &mut *out;
@@ -139,9 +211,14 @@ impl WriterHandle {
 
     /// Queues a close frame; nothing is queued after it.
     pub(crate) fn close(&self, reason: ws::CloseReason) {
-        let _ = self.queue(ws::Message::Close(Some(reason)));
+        let _ = self.queue(ws::Message::Close(Some(reason)), false);
         self.outbox.borrow_mut().closing = true;
         self.notify.notify_one();
+    }
+
+    /// The writer task's handle, to await the end of its last writes.
+    pub(crate) fn take_done(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.done.take()
     }
 }
 
@@ -172,17 +249,18 @@ pub(crate) fn writer(
         failed: false,
     }));
     let notify = Rc::new(Notify::new());
-    let handle = WriterHandle {
-        outbox: outbox.clone(),
-        notify: notify.clone(),
-    };
-    actix_rt::spawn(async move {
-        if let Err(error) = run_writer(io, &outbox, &notify, write_timeout).await {
-            outbox.borrow_mut().failed = true;
+    let (task_outbox, task_notify) = (outbox.clone(), notify.clone());
+    let done = actix_rt::spawn(async move {
+        if let Err(error) = run_writer(io, &task_outbox, &task_notify, write_timeout).await {
+            task_outbox.borrow_mut().failed = true;
             on_error(error);
         }
     });
-    handle
+    WriterHandle {
+        outbox,
+        notify,
+        done: Some(done),
+    }
 }
 
 async fn run_writer(
@@ -240,16 +318,13 @@ pub(crate) fn split(
     send_buffer: usize,
     write_timeout: Duration,
     on_write_error: impl FnOnce(String) + 'static,
-) -> (
-    impl Stream<Item = Result<ws::Frame, WsProtocolError>>,
-    WriterHandle,
-) {
+) -> (SharedFrames, WriterHandle) {
     let (read_half, write_half) = tokio::io::split(io);
     let codec = FrameGuard::new(
         ws::Codec::new().client_mode().max_size(max_frame_size),
         max_frame_size,
     );
-    let stream = frames(read_half, codec, leftover);
+    let stream = SharedFrames::new(Box::pin(frames(read_half, codec, leftover)));
     let writer = writer(write_half, send_buffer, write_timeout, on_write_error);
     (stream, writer)
 }

@@ -4,7 +4,9 @@
 
 mod common;
 
-use actix_slipstream::{ClientExt, JoinError, Lagged, Payload, PushError, Stop, TopicMessage};
+use actix_slipstream::{
+    ClientExt, ClientStopped, JoinError, Lagged, LeaveError, Payload, PushError, Stop, TopicMessage,
+};
 use common::*;
 use futures_util::StreamExt;
 use serde_json::json;
@@ -92,4 +94,39 @@ async fn a_subscription_ends_when_the_client_stops() {
     let mut sub = addr.subscribe("room:end", 4).await.unwrap();
     addr.send(Stop).await.unwrap();
     assert_eq!(next(&mut sub).await, None);
+}
+
+#[actix_rt::test]
+async fn leave_is_awaitable_and_the_status_right_after_no_longer_lists_the_topic() {
+    let server = demo_server().await;
+    let (addr, _events) = start(config(&server));
+    addr.join("room:1", json!({})).await.unwrap();
+    addr.join("room:2", json!({})).await.unwrap();
+    addr.leave("room:1").await.unwrap();
+    let status = addr.status().await.unwrap();
+    let topics: Vec<&str> = status.topics.iter().map(|t| t.topic.as_str()).collect();
+    assert_eq!(topics, ["room:2"]);
+}
+
+#[actix_rt::test]
+async fn a_stopped_client_answers_every_call_with_its_own_stopped_error() {
+    let server = demo_server().await;
+    let (addr, mut events) = start(config(&server));
+    addr.join("room:1", json!({})).await.unwrap();
+    addr.send(Stop).await.unwrap();
+    events.closed().await; // the client is gone
+    assert_eq!(
+        addr.join("room:1", json!({})).await,
+        Err(JoinError::Stopped)
+    );
+    assert_eq!(
+        addr.push("room:1", "echo", json!({})).await,
+        Err(PushError::Stopped)
+    );
+    assert_eq!(addr.leave("room:1").await, Err(LeaveError::Stopped));
+    assert_eq!(addr.status().await, Err(ClientStopped));
+    assert!(matches!(
+        addr.subscribe("room:1", 4).await,
+        Err(ClientStopped)
+    ));
 }

@@ -326,7 +326,7 @@ async fn replay(path: &Path) -> Result<Vec<String>, String> {
 
 #[actix_rt::test]
 async fn every_recorded_transcript_is_reproduced_by_the_phoenix_demo_server() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
         .expect("fixtures dir")
         .filter_map(|e| e.ok().map(|e| e.path()))

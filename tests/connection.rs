@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_slipstream::testing::{Refusal, ServerEvent};
+use actix_slipstream::testing::{Refusal, ServerEvent, TestServer};
 use actix_slipstream::{
-    Backoff, ConnectError, ConnectionStatus, Disconnect, DisconnectReason, GetStatus,
+    Backoff, ConnectError, ConnectionStatus, Disconnect, DisconnectReason, GetStatus, Join,
+    Payload, Push, PushError, TopicStatus,
 };
 use common::*;
+use serde_json::json;
 
 #[actix_rt::test]
 async fn refused_connect_is_reported_with_the_http_status() {
@@ -159,5 +161,133 @@ async fn invalid_config_is_reported_and_not_retried() {
     assert_eq!(
         addr.send(GetStatus).await.unwrap().connection,
         ConnectionStatus::Disconnected
+    );
+}
+
+#[actix_rt::test]
+async fn a_panicking_params_closure_is_a_failed_connect_retried_with_the_backoff() {
+    let server = demo_server().await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let config = config(&server).params_fn(move || {
+        if counter.fetch_add(1, Ordering::SeqCst) < 2 {
+            panic!("token service down");
+        }
+        vec![("token".into(), "fresh".into())]
+    });
+    let (addr, mut events) = start(config);
+    for _ in 0..2 {
+        assert_eq!(
+            events.disconnected().await,
+            DisconnectReason::ConnectFailed(ConnectError::Params("token service down".into()))
+        );
+    }
+    events.connected().await;
+    assert_eq!(
+        addr.send(Join::new("room:1", json!({}))).await.unwrap(),
+        Ok(Payload::Json(json!({})))
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let status = addr.send(GetStatus).await.unwrap();
+    assert_eq!(status.disconnects_by_reason.get("connect_failed"), Some(&2));
+    assert_eq!(status.connects, 1);
+}
+
+/// `n` topics joined with params of `pad` bytes, then the server drops the
+/// connection: the client must come back with one connect and every topic.
+async fn rejoin_after_a_drop(
+    server: &TestServer,
+    config: actix_slipstream::Config,
+    n: usize,
+    pad: usize,
+) {
+    let (addr, mut events) = start(config);
+    let params = json!({"pad": "x".repeat(pad)});
+    let joins: Vec<_> = (0..n)
+        .map(|i| addr.send(Join::new(format!("room:{i}"), params.clone())))
+        .collect();
+    for join in futures_util::future::join_all(joins).await {
+        assert!(join.unwrap().is_ok());
+    }
+    let first = server.wait_for_sockets(1, WAIT).await.unwrap()[0];
+    server.drop_all_connections();
+    events.disconnected().await;
+    let mut rejoined = 0;
+    events
+        .wait_for(&format!("{n} rejoins"), |e| {
+            rejoined += usize::from(matches!(e, Ev::Joined(..)));
+            rejoined == n
+        })
+        .await;
+    server
+        .wait_for_state(WAIT, |s| {
+            s.sockets()
+                .any(|i| i.id != first && i.channels.len() == n)
+                .then_some(())
+        })
+        .await
+        .unwrap_or_else(|_| panic!("not all {n} topics joined on the server"));
+    // After exactly one more connect and no other disconnect.
+    let status = addr.send(GetStatus).await.unwrap();
+    assert_eq!(status.topics.len(), n);
+    assert!(status
+        .topics
+        .iter()
+        .all(|t| t.status == TopicStatus::Joined));
+    assert_eq!((status.connects, status.disconnects), (2, 1), "{status:?}");
+    assert_eq!(server.counters().accepted, 2);
+    // Pushes still get their replies afterwards.
+    let reply = addr
+        .send(Push::new("room:0", "echo", json!({"after": "rejoin"})))
+        .await
+        .unwrap();
+    assert!(reply.unwrap().status.is_ok());
+}
+
+#[actix_rt::test]
+async fn a_rejoin_larger_than_the_send_buffer_goes_out_on_one_connect() {
+    // 40 topics of 1 KiB params: a 40 KiB rejoin through a 16 KiB send buffer.
+    let server = demo_server().await;
+    let config = config(&server).send_buffer(16 * 1024);
+    rejoin_after_a_drop(&server, config, 40, 1024).await;
+}
+
+#[actix_rt::test]
+async fn six_hundred_topics_of_8_kib_params_are_rejoined_with_the_default_send_buffer() {
+    // 4.8 MB of joins at once, over the default 4 MiB send buffer.
+    let _ = env_logger::builder().is_test(true).try_init();
+    let server = TestServer::phoenix_demo()
+        .max_channels(1000)
+        .start()
+        .await
+        .expect("test server starts");
+    rejoin_after_a_drop(&server, config(&server), 600, 8 * 1024).await;
+}
+
+#[actix_rt::test]
+async fn pushes_over_the_send_buffer_budget_still_fail_with_buffer_full() {
+    let server = demo_server().await;
+    let (addr, _events) = start(config(&server).send_buffer(1024));
+    addr.send(Join::new("room:1", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+    let big = json!({"pad": "x".repeat(4096)});
+    // All queued in one turn of the client: the first fills the budget.
+    let pushes: Vec<_> = (0..3)
+        .map(|_| addr.send(Push::new("room:1", "echo", big.clone())))
+        .collect();
+    let results: Vec<_> = futures_util::future::join_all(pushes)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(results[0].is_ok(), "{results:?}");
+    assert_eq!(results[1], Err(PushError::BufferFull));
+    assert_eq!(results[2], Err(PushError::BufferFull));
+    let status = addr.send(GetStatus).await.unwrap();
+    assert_eq!(
+        status.disconnects, 0,
+        "a full buffer is not a connection failure"
     );
 }

@@ -1,11 +1,21 @@
-//! Channel ends: a crash is rejoined, a stop is a final leave.
+//! Lifecycle: channel ends (a crash is rejoined, a stop is a final leave), stopping
+//! the client (every request answered first), dropping its last handle.
 #![cfg(feature = "testing")]
 
 mod common;
 
-use actix_slipstream::{GetStatus, Join, Payload, Push, PushError, TopicCloseReason, TopicStatus};
+use std::cell::RefCell;
+use std::time::Duration;
+
+use actix::{Handler, Message};
+use actix_slipstream::testing::{ServerEvent, TestServer};
+use actix_slipstream::{
+    Client, Config, DisconnectReason, GetStatus, Join, JoinError, Leave, LeaveError, Payload, Push,
+    PushError, Ref, SlipstreamActor, Socket, Stop, TopicCloseReason, TopicStatus,
+};
 use common::*;
 use serde_json::json;
+use tokio::sync::mpsc;
 
 #[actix_rt::test]
 async fn a_channel_crash_closes_the_topic_then_it_is_rejoined() {
@@ -82,4 +92,197 @@ async fn a_channel_stop_is_a_final_leave() {
     events.connected().await;
     events.joined("room:keep").await;
     assert_eq!(frames_received(&server, Some("room:s"), "phx_join"), 1);
+}
+
+/// `socket.push` from inside the client, as a callback would do it.
+#[derive(Message)]
+#[rtype(result = "Result<Ref, PushError>")]
+struct SocketPush(&'static str);
+
+impl Handler<SocketPush> for Client<Recorder> {
+    type Result = Result<Ref, PushError>;
+    fn handle(&mut self, msg: SocketPush, ctx: &mut Self::Context) -> Self::Result {
+        self.with_socket(ctx, |_, socket| socket.push(msg.0, "echo", json!({})))
+    }
+}
+
+/// Whether the server saw the client close its websocket with code 1000.
+async fn server_saw_close_1000(server: &TestServer) {
+    server
+        .wait_for(WAIT, |e| {
+            matches!(
+                e,
+                ServerEvent::Disconnected(
+                    _,
+                    actix_slipstream::testing::DisconnectReason::ClientClosed(Some(1000))
+                )
+            )
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no close frame with code 1000: {:#?}", server.events()));
+}
+
+#[actix_rt::test]
+async fn stop_gives_every_push_and_join_its_outcome_before_terminate() {
+    let server = demo_server().await;
+    let (addr, mut events) = start(config(&server));
+    addr.send(Join::new("room:joined", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+    // From now on replies take long: pushes stay in flight, joins in progress.
+    server.set_reply_delay(Duration::from_secs(3));
+    let in_flight = addr.send(SocketPush("room:joined")).await.unwrap().unwrap();
+    let in_flight_msg = addr.send(Push::new("room:joined", "echo", json!({})));
+    let join = addr.send(Join::new("room:joining", json!({})));
+    let buffered = addr
+        .send(SocketPush("room:joining"))
+        .await
+        .unwrap()
+        .unwrap();
+    let buffered_msg = addr.send(Push::new("room:joining", "echo", json!({})));
+    let status = addr.send(GetStatus).await.unwrap();
+    assert_eq!((status.pending_replies, status.buffered_pushes), (2, 2));
+
+    addr.send(Stop).await.unwrap();
+    assert_eq!(in_flight_msg.await.unwrap(), Err(PushError::Stopped));
+    assert_eq!(buffered_msg.await.unwrap(), Err(PushError::Stopped));
+    assert_eq!(join.await.unwrap(), Err(JoinError::Stopped));
+    let seen = events.closed().await;
+    let replies: Vec<&Ev> = seen.iter().filter(|e| matches!(e, Ev::Reply(..))).collect();
+    assert_eq!(
+        replies,
+        [
+            &Ev::Reply("room:joining".into(), buffered, Err(PushError::Stopped)),
+            &Ev::Reply("room:joined".into(), in_flight, Err(PushError::Stopped)),
+        ],
+        "each socket.push gets exactly one outcome"
+    );
+    let end = &seen[seen.len() - 2..];
+    assert_eq!(
+        end,
+        [Ev::Disconnected(DisconnectReason::Stopped), Ev::Terminated],
+        "outcomes, then handle_disconnect, then terminate: {seen:#?}"
+    );
+    server_saw_close_1000(&server).await;
+}
+
+#[actix_rt::test]
+async fn stop_resolves_a_leave_in_flight_and_the_topic_is_left() {
+    let server = demo_server().await;
+    let (addr, mut events) = start(config(&server));
+    addr.send(Join::new("room:bye", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+    server.set_reply_delay(Duration::from_secs(3));
+    let leave = addr.send(Leave::new("room:bye"));
+    server
+        .wait_for(
+            WAIT,
+            |e| matches!(e, ServerEvent::Frame(_, m) if m.event.as_str() == "phx_leave"),
+        )
+        .await
+        .unwrap();
+    addr.send(Stop).await.unwrap();
+    assert_eq!(leave.await.unwrap(), Err(LeaveError::Stopped));
+    let seen = events.closed().await;
+    assert_eq!(seen.iter().filter(|e| matches!(e, Ev::Left(_))).count(), 1);
+}
+
+#[actix_rt::test]
+async fn dropping_the_last_addr_closes_the_client_and_runs_terminate() {
+    let server = demo_server().await;
+    let (addr, mut events) = start(config(&server));
+    addr.send(Join::new("room:1", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+    let second = addr.clone();
+    drop(addr);
+    // Another handle keeps it running.
+    assert!(second
+        .send(GetStatus)
+        .await
+        .unwrap()
+        .topic("room:1")
+        .is_some());
+    drop(second);
+    let seen = events.closed().await;
+    assert_eq!(
+        &seen[seen.len() - 2..],
+        [Ev::Disconnected(DisconnectReason::Stopped), Ev::Terminated]
+    );
+    server_saw_close_1000(&server).await;
+    assert_eq!(server.counters().accepted, 1, "no reconnect");
+}
+
+/// What a spawned client reports, across threads.
+struct Spawned {
+    tx: mpsc::UnboundedSender<&'static str>,
+}
+
+/// Reports the end of the thread it lives on (thread-locals are dropped then).
+struct ThreadEnd(mpsc::UnboundedSender<&'static str>);
+
+impl Drop for ThreadEnd {
+    fn drop(&mut self) {
+        let _ = self.0.send("thread ended");
+    }
+}
+
+thread_local! {
+    static THREAD_END: RefCell<Option<ThreadEnd>> = const { RefCell::new(None) };
+}
+
+impl SlipstreamActor for Spawned {
+    fn init(&mut self, socket: &mut Socket<'_, Self>) {
+        let guard = ThreadEnd(self.tx.clone());
+        THREAD_END.with(|t| *t.borrow_mut() = Some(guard));
+        socket.connect();
+    }
+
+    fn handle_connect(&mut self, socket: &mut Socket<'_, Self>) {
+        let _ = self.tx.send("connected");
+        socket.rejoin_registered();
+    }
+
+    fn handle_disconnect(
+        &mut self,
+        reason: &DisconnectReason,
+        _: &mut Socket<'_, Self>,
+    ) -> actix_slipstream::AfterDisconnect {
+        if *reason == DisconnectReason::Stopped {
+            let _ = self.tx.send("stopped");
+        }
+        actix_slipstream::default_after_disconnect(reason)
+    }
+
+    fn terminate(&mut self) {
+        let _ = self.tx.send("terminate");
+    }
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<&'static str>) -> Option<&'static str> {
+    tokio::time::timeout(WAIT, rx.recv()).await.ok().flatten()
+}
+
+#[tokio::test]
+async fn dropping_the_last_addr_of_a_spawned_client_closes_it_and_ends_its_thread() {
+    let server = TestServer::phoenix_demo()
+        .spawn_in_thread()
+        .expect("test server starts");
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let config = Config::new(server.url()).param("token", "t");
+    let addr = Client::spawn(Spawned { tx }, config).expect("client thread starts");
+    assert_eq!(next(&mut rx).await, Some("connected"));
+    assert_eq!(
+        addr.send(Join::new("room:1", json!({}))).await.unwrap(),
+        Ok(Payload::Json(json!({})))
+    );
+    drop(addr);
+    assert_eq!(next(&mut rx).await, Some("stopped"));
+    assert_eq!(next(&mut rx).await, Some("terminate"));
+    assert_eq!(next(&mut rx).await, Some("thread ended"));
+    server_saw_close_1000(&server).await;
 }

@@ -398,6 +398,22 @@ async fn channel_cap_refuses_joins_beyond_it_but_allows_rejoins() {
 }
 
 #[actix_rt::test]
+async fn a_socket_joins_at_most_100_channels_by_default_as_on_phoenix() {
+    assert_eq!(actix_slipstream::testing::DEFAULT_MAX_CHANNELS, 100);
+    let server = demo().await;
+    let mut conn = connect(&server).await;
+    for i in 1..=100 {
+        let r = i.to_string();
+        let reply = join(&mut conn, &r, &format!("room:{i}"), json!({})).await;
+        assert_eq!(reply[4]["status"], "ok", "join {i}: {reply}");
+    }
+    assert_eq!(
+        join(&mut conn, "101", "room:101", json!({})).await,
+        json!(["101", "101", "room:101", "phx_reply", {"response": {"reason": "too many channels joined"}, "status": "error"}])
+    );
+}
+
+#[actix_rt::test]
 async fn push_and_broadcast_from_the_test_reach_joined_sockets() {
     let server = demo().await;
     let mut a = connect(&server).await;

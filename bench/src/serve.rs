@@ -150,6 +150,9 @@ fn fast(port: u16, stats: Arc<Stats>) -> Result<(), String> {
         let server = TestServer::phoenix_demo()
             .record_frames(false)
             .max_connections(50_000)
+            // Benchmarks join as many topics per socket as they are asked to
+            // (`rejoin --topics N`), beyond Phoenix's default cap of 100.
+            .max_channels(100_000)
             .close_grace(Duration::from_secs(2))
             .port(port)
             .start()

@@ -14,7 +14,7 @@ use actix_slipstream::{
     SlipstreamActor, Socket, Topic, TopicCloseReason,
 };
 use serde_json::{json, Map, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::args::ConnectArgs;
@@ -35,14 +35,11 @@ struct Shared {
     out: Out,
     /// How many `joined` lines were printed per topic.
     joined: RefCell<HashMap<String, u64>>,
-    /// Bumped after every printed event.
-    changed: watch::Sender<u64>,
 }
 
 impl Shared {
     fn emit(&self, event: &str, fields: &[(&str, Value)]) {
         self.out.emit(event, fields);
-        self.changed.send_modify(|n| *n += 1);
     }
 
     fn joined_count(&self, topic: &str) -> u64 {
@@ -306,11 +303,9 @@ pub fn run(args: ConnectArgs) -> i32 {
 
 fn start(args: ConnectArgs, config: Config) -> std::io::Result<()> {
     let signal = shutdown_signal()?;
-    let (changed, _) = watch::channel(0);
     let shared = Rc::new(Shared {
         out: Out::new(),
         joined: RefCell::new(HashMap::new()),
-        changed,
     });
     let commands = if args.no_stdin {
         None
@@ -392,10 +387,10 @@ impl Driver {
                 let request = self.addr.send(Join::new(topic.as_str(), params));
                 let shared = self.shared.clone();
                 actix_rt::spawn(async move {
-                    // A join of a topic already joined sends nothing and calls no
-                    // callback: print its join response here.
-                    if let Ok(Ok(response)) = request.await {
-                        if shared.joined_count(&topic) == before {
+                    match request.await {
+                        // A join of a topic already joined sends nothing and calls no
+                        // callback: print its join response here.
+                        Ok(Ok(response)) if shared.joined_count(&topic) == before => {
                             shared.emit(
                                 "joined",
                                 &[
@@ -404,6 +399,12 @@ impl Driver {
                                 ],
                             );
                         }
+                        // Nothing was sent and no callback runs: say why here.
+                        Ok(Err(e @ JoinError::ParamsConflict)) => {
+                            shared.out.error(format!("join of {topic}: {e}"));
+                        }
+                        // Other failures are printed by the callbacks.
+                        _ => {}
                     }
                 });
             }
@@ -455,23 +456,12 @@ impl Driver {
         let Ok(status) = self.addr.send(GetStatus).await else {
             return;
         };
-        for topic in &status.topics {
-            self.addr.do_send(Leave::new(topic.topic.clone()));
-        }
-        let mut changed = self.shared.changed.subscribe();
-        let all_left = async {
-            loop {
-                changed.borrow_and_update();
-                match self.addr.send(GetStatus).await {
-                    Ok(status) if !status.topics.is_empty() => {}
-                    _ => return,
-                }
-                if changed.changed().await.is_err() {
-                    return;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(self.push_timeout, all_left).await;
+        // Each leave resolves once its topic is left (or after the leave timeout).
+        let leaves = status
+            .topics
+            .iter()
+            .map(|topic| self.addr.send(Leave::new(topic.topic.clone())));
+        let _ = futures_util::future::join_all(leaves).await;
 
         if self.addr.send(Disconnect).await.is_ok() {
             // Give the writer the moment it needs to send the close frame.

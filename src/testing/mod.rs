@@ -73,9 +73,13 @@
 //! frames of that batch (the socket keeps handling other messages meanwhile, where a
 //! Phoenix channel process would also hold back later messages of the same channel);
 //! frames delayed by a sleep or the reply delay can be overtaken by undelayed frames
-//! of later messages (pushes, broadcasts, heartbeat replies without delay). Without
-//! [`TestServerBuilder::max_channels`] a socket may join at most
-//! [`DEFAULT_MAX_CHANNELS`] channels (Phoenix 1.7 has no cap).
+//! of later messages (pushes, broadcasts, heartbeat replies without delay).
+//!
+//! A socket may join at most [`DEFAULT_MAX_CHANNELS`] (100) channels, as in Phoenix
+//! releases with `max_channels_per_transport` (default 100): the join beyond it is
+//! answered `{"status":"error","response":{"reason":"too many channels joined"}}`.
+//! A test that joins more topics on one socket sets
+//! [`TestServerBuilder::max_channels`].
 
 mod behaviour;
 mod server;
@@ -107,8 +111,9 @@ use socket::SocketCmd;
 
 /// How long a connection refused with [`Refusal::Hang`] is held at most.
 pub const HUNG_CONNECTION_MAX: Duration = Duration::from_secs(120);
-/// The per-socket channel cap when [`TestServerBuilder::max_channels`] is not set.
-pub const DEFAULT_MAX_CHANNELS: usize = 10_000;
+/// The per-socket channel cap when [`TestServerBuilder::max_channels`] is not set:
+/// Phoenix's default `max_channels_per_transport`.
+pub const DEFAULT_MAX_CHANNELS: usize = 100;
 /// How long the handle's control calls (stop, restart, disconnect...) wait for the server.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -227,9 +232,10 @@ impl TestServerBuilder {
         self
     }
 
-    /// Caps the channels one socket may join, like Phoenix 1.8.9+ (`max_channels`,
-    /// default 100 there): a join beyond it gets `{"reason":"too many channels joined"}`.
-    /// Default here: [`DEFAULT_MAX_CHANNELS`].
+    /// Caps the channels one socket may join, like Phoenix's
+    /// `max_channels_per_transport`: a join beyond it gets
+    /// `{"reason":"too many channels joined"}`. Default: [`DEFAULT_MAX_CHANNELS`]
+    /// (100, Phoenix's default).
     pub fn max_channels(mut self, max: usize) -> Self {
         self.max_channels = Some(max);
         self

@@ -25,6 +25,8 @@ pub enum Ev {
     Left(String),
     Message(String, String, Payload),
     Reply(String, Ref, Result<Reply, PushError>),
+    /// `terminate` ran.
+    Terminated,
 }
 
 /// A client that records its callbacks and otherwise behaves as the defaults do.
@@ -34,7 +36,10 @@ pub struct Recorder {
 
 impl Recorder {
     fn record(&self, ev: Ev) {
-        self.tx.try_send(ev).expect("test event channel overflow");
+        // A test that is over may have dropped its receiver already.
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(ev) {
+            panic!("test event channel overflow");
+        }
     }
 }
 
@@ -89,6 +94,10 @@ impl SlipstreamActor for Recorder {
     ) -> AfterTopicClose {
         self.record(Ev::TopicClosed(topic.to_string(), reason.clone()));
         socket.default_after_topic_close(topic.as_str(), reason)
+    }
+
+    fn terminate(&mut self) {
+        self.record(Ev::Terminated);
     }
 }
 
@@ -179,6 +188,22 @@ impl Events {
         {
             Ev::Message(_, _, p) => p,
             _ => unreachable!(),
+        }
+    }
+
+    /// Waits until the client is gone (its recorder dropped, so its event channel
+    /// closed); returns the events that came before.
+    pub async fn closed(&mut self) -> Vec<Ev> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(ev)) => self.seen.push(ev),
+                Ok(None) => return self.seen.clone(),
+                Err(_) => panic!(
+                    "timed out waiting for the client to be dropped; seen: {:#?}",
+                    self.seen
+                ),
+            }
         }
     }
 
