@@ -980,8 +980,9 @@ impl<A: SlipstreamActor> Handler<Leave> for Client<A> {
 /// Push an event to a topic and get its reply.
 ///
 /// Responds with the reply (status ok, error or custom, with its response) or a
-/// [`PushError`]. A push to a topic that is joining or waiting for a reconnect is
-/// buffered and sent once it is joined; its timeout counts from now.
+/// [`PushError`]. A push to a topic that is joining, waiting for a reconnect or a
+/// rejoin, or joined again while its leave is still in flight, is buffered and sent
+/// once it is joined; its timeout counts from now.
 #[derive(Debug, Clone)]
 pub struct Push {
     /// The topic (joined or joining).
