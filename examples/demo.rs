@@ -52,22 +52,19 @@ impl SlipstreamActor for DemoClient {
         self.say(format!(
             "connected; rejoining the {topics} registered topic(s)"
         ));
-        socket.rejoin_registered();
         let _ = self.notes.try_send(Note::Connected);
     }
 
     fn handle_disconnect(
         &mut self,
         reason: &DisconnectReason,
+        default: AfterDisconnect,
         _socket: &mut Socket<'_, Self>,
     ) -> AfterDisconnect {
         self.say(format!("disconnected: {reason}"));
         let _ = self.notes.try_send(Note::Disconnected);
-        if reason.is_requested() {
-            AfterDisconnect::StayDisconnected
-        } else {
-            AfterDisconnect::Reconnect
-        }
+        // The client's own choice: reconnect unless the disconnect was asked for.
+        default
     }
 
     fn handle_join(&mut self, topic: &Topic, response: &Payload, _socket: &mut Socket<'_, Self>) {

@@ -112,7 +112,7 @@ impl Backoff {
     }
 
     /// Starts counting attempts under this policy.
-    pub fn start(&self) -> BackoffState {
+    pub(crate) fn start(&self) -> BackoffState {
         BackoffState::default()
     }
 }
@@ -120,7 +120,7 @@ impl Backoff {
 /// Attempt counter for a [`Backoff`] policy, which is passed in at each delay (so a
 /// counter per topic costs a few bytes, not a copy of the policy).
 #[derive(Default)]
-pub struct BackoffState {
+pub(crate) struct BackoffState {
     attempt: u32,
     exponential: Option<Box<ExponentialBackoff>>,
 }
@@ -135,12 +135,12 @@ impl fmt::Debug for BackoffState {
 
 impl BackoffState {
     /// The number of delays handed out since the last reset.
-    pub fn attempt(&self) -> u32 {
+    pub(crate) fn attempt(&self) -> u32 {
         self.attempt
     }
 
     /// The delay before the next attempt under `policy`; counts the attempt.
-    pub fn next_delay(&mut self, policy: &Backoff) -> Duration {
+    pub(crate) fn next_delay(&mut self, policy: &Backoff) -> Duration {
         let n = self.attempt as usize;
         self.attempt = self.attempt.saturating_add(1);
         match policy {
@@ -182,7 +182,7 @@ impl BackoffState {
     }
 
     /// Forgets the attempts: the next delay is the first one again.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
         self.exponential = None;
     }

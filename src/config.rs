@@ -71,8 +71,16 @@ impl fmt::Debug for ConnectParams {
     }
 }
 
-/// When to retry a join that failed.
+/// When to retry a join that failed. Build it from the default with its setters:
+///
+/// ```
+/// use actix_slipstream::RetryPolicy;
+///
+/// let retry = RetryPolicy::default().rejected_join_retries(2).rejoin_crashed(false);
+/// assert_eq!(retry.rejected_join_retries, 2);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// How many times a join rejected by the channel (`{:error, reason}` from
     /// `join/3`) is retried with the rejoin backoff before the topic is dropped.
@@ -100,12 +108,52 @@ impl Default for RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// Sets [`rejected_join_retries`](#structfield.rejected_join_retries).
+    pub fn rejected_join_retries(mut self, n: u32) -> Self {
+        self.rejected_join_retries = n;
+        self
+    }
+
+    /// Sets [`retry_unmatched_topic`](#structfield.retry_unmatched_topic).
+    pub fn retry_unmatched_topic(mut self, retry: bool) -> Self {
+        self.retry_unmatched_topic = retry;
+        self
+    }
+
+    /// Sets [`retry_join_timeout`](#structfield.retry_join_timeout).
+    pub fn retry_join_timeout(mut self, retry: bool) -> Self {
+        self.retry_join_timeout = retry;
+        self
+    }
+
+    /// Sets [`rejoin_crashed`](#structfield.rejoin_crashed).
+    pub fn rejoin_crashed(mut self, rejoin: bool) -> Self {
+        self.rejoin_crashed = rejoin;
+        self
+    }
+}
+
 /// TLS settings for `wss://` URLs.
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub struct TlsConfig {
     /// Extra trusted root certificates (DER). When empty, the Mozilla roots from
     /// `webpki-roots` are trusted. When set, only these roots are trusted.
     pub root_certificates: Vec<Vec<u8>>,
+}
+
+impl TlsConfig {
+    /// The default: the Mozilla roots.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Trusts only these root certificates (DER) instead of the Mozilla roots.
+    pub fn root_certificates(mut self, roots: Vec<Vec<u8>>) -> Self {
+        self.root_certificates = roots;
+        self
+    }
 }
 
 impl fmt::Debug for TlsConfig {
@@ -131,6 +179,7 @@ impl fmt::Debug for TlsConfig {
 /// assert!(!format!("{config:?}").contains("secret"));
 /// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// The socket URL, `ws[s]://host[:port]/socket` or `.../socket/websocket`.
     /// Default `ws://localhost:4000/socket`.
@@ -185,6 +234,13 @@ pub struct Config {
     pub send_buffer: usize,
     /// TLS settings for `wss://`.
     pub tls: TlsConfig,
+    /// Whether the client rejoins every topic of the registry each time the socket
+    /// connects, before [`handle_connect`](crate::SlipstreamActor::handle_connect)
+    /// runs. Default `true`. Turn it off to manage rejoins yourself (in
+    /// `handle_connect`, with [`Socket::rejoin`](crate::Socket::rejoin) or
+    /// [`Socket::rejoin_registered`](crate::Socket::rejoin_registered)); joins asked
+    /// for while disconnected are sent at the connect either way.
+    pub rejoin_on_connect: bool,
 }
 
 impl Default for Config {
@@ -207,6 +263,7 @@ impl Default for Config {
             max_buffered_pushes: 1024,
             send_buffer: 4 * 1024 * 1024,
             tls: TlsConfig::default(),
+            rejoin_on_connect: true,
         }
     }
 }
@@ -220,7 +277,7 @@ impl fmt::Debug for Config {
             .map(|(k, _)| format!("{k}: <redacted>"))
             .collect();
         f.debug_struct("Config")
-            .field("url", &redact_url(&self.url))
+            .field("url", &crate::url::redact_url(&self.url))
             .field("params", &self.params)
             .field("headers", &headers)
             .field("serializer", &self.serializer)
@@ -236,28 +293,9 @@ impl fmt::Debug for Config {
             .field("max_frame_size", &self.max_frame_size)
             .field("max_buffered_pushes", &self.max_buffered_pushes)
             .field("send_buffer", &self.send_buffer)
+            .field("rejoin_on_connect", &self.rejoin_on_connect)
             .field("tls", &self.tls)
             .finish()
-    }
-}
-
-/// The URL without what may hold secrets: its query string, fragment and user info
-/// (`ws://user:pass@host/socket?token=t` gives `ws://<redacted>@host/socket?<redacted>`).
-pub(crate) fn redact_url(url: &str) -> String {
-    let (mut base, rest) = match url.find(['?', '#']) {
-        Some(i) => (url[..i].to_owned(), Some(&url[i..=i])),
-        None => (url.to_owned(), None),
-    };
-    if let Some(scheme_end) = base.find("://") {
-        let start = scheme_end + 3;
-        let end = base[start..].find('/').map_or(base.len(), |i| start + i);
-        if let Some(at) = base[start..end].rfind('@') {
-            base.replace_range(start..start + at, "<redacted>");
-        }
-    }
-    match rest {
-        Some(sep) => format!("{base}{sep}<redacted>"),
-        None => base,
     }
 }
 
@@ -388,6 +426,19 @@ impl Config {
         self
     }
 
+    /// Sets the TLS settings.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Sets whether the registry is rejoined at each connect (see
+    /// [`Config::rejoin_on_connect`](#structfield.rejoin_on_connect)).
+    pub fn rejoin_on_connect(mut self, rejoin: bool) -> Self {
+        self.rejoin_on_connect = rejoin;
+        self
+    }
+
     /// Checks the settings and builds the URL of one connect (params resolved now).
     ///
     /// # Errors
@@ -454,23 +505,6 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("token=<redacted>"));
-    }
-
-    #[test]
-    fn redacted_urls_keep_no_query_fragment_or_user_info() {
-        for (url, redacted) in [
-            ("ws://h:4000/socket", "ws://h:4000/socket"),
-            ("ws://h/socket?token=s3cret", "ws://h/socket?<redacted>"),
-            ("ws://h/socket#s3cret", "ws://h/socket#<redacted>"),
-            (
-                "wss://me:s3cret@h/socket?a=1#x",
-                "wss://<redacted>@h/socket?<redacted>",
-            ),
-            ("ws://s3cret@h", "ws://<redacted>@h"),
-            ("not a url?s3cret", "not a url?<redacted>"),
-        ] {
-            assert_eq!(redact_url(url), redacted);
-        }
     }
 
     #[test]

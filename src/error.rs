@@ -7,6 +7,7 @@ use thiserror::Error;
 /// A frame could not be decoded. The client logs it, closes the connection
 /// (a server that sends garbage is not trusted to be in sync) and reconnects.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The text frame is not valid JSON of the expected shape (not an array, wrong
     /// arity, a ref that is not a string or null, invalid UTF-8, nesting too deep...).
@@ -47,6 +48,7 @@ impl DecodeError {
 
 /// A message could not be encoded. Nothing was sent; fix the message.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// A binary frame field (join_ref, ref, topic, event or status) is longer than
     /// 255 UTF-8 bytes, the most the binary header can describe. Use a shorter
@@ -77,6 +79,7 @@ impl From<serde_json::Error> for EncodeError {
 
 /// The configuration is not usable. Nothing was attempted; fix the configuration.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The socket URL cannot be parsed.
     #[error("invalid socket URL {url:?}: {reason}")]
@@ -98,6 +101,7 @@ pub enum ConfigError {
 
 /// Why a push got no reply. Every push ends in exactly one reply or one of these.
 #[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum PushError {
     /// The topic is not wanted: never joined, given up, or being left (with no join
     /// of it asked for since). Join it first (or check for a typo).
@@ -134,6 +138,7 @@ pub enum PushError {
 
 /// Why a join failed.
 #[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum JoinError {
     /// The channel's `join/3` returned an error; the response says why (often
     /// `{"reason": "unauthorized"}`). Retried only as `RetryPolicy` says.
@@ -169,6 +174,7 @@ pub enum JoinError {
 /// [`handle_leave`](crate::SlipstreamActor::handle_leave) ran, and its pushes got
 /// their outcomes.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LeaveError {
     /// Neither the leave reply nor `phx_close` came within the leave timeout (the
     /// configured push timeout). The topic is left locally anyway; the server drops

@@ -23,67 +23,47 @@
 //!
 //! # Using it from a `SlipstreamActor`
 //!
-//! A field and one line in `handle_message`. Pass the topic's current join_ref
-//! ([`Socket::join_ref`](crate::Socket::join_ref)): the tracker then knows when the
-//! topic was rejoined (after a reconnect or a channel crash), holds the diffs that
-//! arrive before the new join's `presence_state`, and diffs the new state against
-//! the presences it had, exactly as phoenix.js does with `channel.joinRef()`.
+//! A field and the [`presences`](crate::SlipstreamActor::presences) hook: the client
+//! feeds every `presence_state` / `presence_diff` of every topic to the tracker,
+//! keyed by the topic's current join (so it knows when the topic was rejoined after a
+//! reconnect or a channel crash, holds the diffs that arrive before the new join's
+//! `presence_state`, and diffs the new state against the presences it had, exactly
+//! as phoenix.js does with `channel.joinRef()`), then calls
+//! [`handle_presence`](crate::SlipstreamActor::handle_presence) with what changed.
+//! Presence events do not reach `handle_message` then.
 //!
 //! ```no_run
 //! use actix::Actor;
-//! use actix_slipstream::presence::Presences;
-//! use actix_slipstream::{Client, Config, Event, Join, Payload, SlipstreamActor, Socket, Topic};
+//! use actix_slipstream::presence::{PresenceUpdate, Presences};
+//! use actix_slipstream::{Client, ClientExt, Config, SlipstreamActor, Socket, Topic};
 //! use serde_json::json;
 //!
 //! #[derive(Default)]
 //! struct Lobby {
-//!     presence: Presences,
+//!     presences: Presences,
 //! }
 //!
 //! impl SlipstreamActor for Lobby {
-//!     fn handle_message(&mut self, topic: &Topic, event: &Event, payload: Payload, socket: &mut Socket<'_, Self>) {
-//!         if let Some(update) = self.presence.handle_at(topic, socket.join_ref(topic), event, &payload) {
-//!             if update.synced {
-//!                 let online = self.presence.list_by(topic, |key, _| key.to_owned());
-//!                 println!("{topic}: online {online:?}, changes {:?}", update.changes);
-//!             }
-//!             return;
+//!     fn presences(&mut self) -> Option<&mut Presences> {
+//!         Some(&mut self.presences)
+//!     }
+//!
+//!     fn handle_presence(&mut self, topic: &Topic, update: &PresenceUpdate, _: &mut Socket<'_, Self>) {
+//!         if update.synced {
+//!             let online = self.presences.list_by(topic, |key, _| key.to_owned());
+//!             println!("{topic}: online {online:?}, changes {:?}", update.changes);
 //!         }
-//!         // ... other events
 //!     }
 //! }
 //!
 //! #[actix::main]
 //! async fn main() {
 //!     let lobby = Client::new(Lobby::default(), Config::new("ws://localhost:4000/socket")).start();
-//!     lobby.do_send(Join::new("room:lobby", json!({})));
+//!     let _ = lobby.join("room:lobby", json!({})).await;
 //! }
 //! ```
 //!
-//! Without the join_ref, use [`Presences::handle`] in `handle_message` and call
-//! [`Presences::reset`] in `handle_join` (a second line, with the same effect):
-//!
-//! ```no_run
-//! # use actix_slipstream::presence::Presences;
-//! # use actix_slipstream::{Event, Payload, SlipstreamActor, Socket, Topic};
-//! # #[derive(Default)] struct Lobby { presence: Presences }
-//! impl SlipstreamActor for Lobby {
-//!     fn handle_join(&mut self, topic: &Topic, _: &Payload, _: &mut Socket<'_, Self>) {
-//!         self.presence.reset(topic);
-//!     }
-//!
-//!     fn handle_message(&mut self, topic: &Topic, event: &Event, payload: Payload, _: &mut Socket<'_, Self>) {
-//!         if self.presence.handle(topic, event, &payload).is_some() {
-//!             return;
-//!         }
-//!         // ... other events
-//!     }
-//! }
-//! ```
-//!
-//! With neither, the first `presence_state` still syncs (and diffs before it are
-//! held), but after a rejoin a diff that overtakes the new state is applied to the
-//! old presences, and the new state then undoes it.
+//! A [`Presence`] (one topic) can also be fed by hand, as below.
 //!
 //! # On its own
 //!
@@ -857,8 +837,9 @@ impl Presence {
 // ----- several topics -----
 
 /// A [`Presence`] per topic, created at the topic's first presence event: the
-/// presence tracker of a client that joins several topics. See the
-/// [module documentation](self).
+/// presence tracker of a client that joins several topics. Return it from
+/// [`SlipstreamActor::presences`](crate::SlipstreamActor::presences) and the client
+/// feeds it; read it anywhere. See the [module documentation](self).
 #[derive(Debug, Default)]
 pub struct Presences {
     events: PresenceEvents,
@@ -879,22 +860,11 @@ impl Presences {
         }
     }
 
-    /// Handles a message: `None` if the event is not a presence event (the message is
-    /// not consumed), else what it did to the topic's presences.
-    pub fn handle(
-        &mut self,
-        topic: &Topic,
-        event: &Event,
-        payload: &Payload,
-    ) -> Option<PresenceUpdate> {
-        self.events.kind(event)?;
-        self.entry(topic).handle_inner(Some(topic), event, payload)
-    }
-
-    /// [`handle`](Self::handle), knowing the topic's current join_ref
-    /// ([`Socket::join_ref`](crate::Socket::join_ref)): a new join_ref starts a new
-    /// join, so no [`reset`](Self::reset) is needed.
-    pub fn handle_at(
+    /// Handles a message, knowing the topic's current join_ref: `None` if the event
+    /// is not a presence event, else what it did to the topic's presences. A new
+    /// join_ref starts a new join. The client calls it for every message when the
+    /// tracker is returned by [`SlipstreamActor::presences`](crate::SlipstreamActor::presences).
+    pub(crate) fn handle_at(
         &mut self,
         topic: &Topic,
         join_ref: Option<Ref>,
@@ -907,12 +877,6 @@ impl Presences {
             presence.set_join_ref(r);
         }
         presence.handle_inner(Some(topic), event, payload)
-    }
-
-    /// Starts a new join of a topic (see [`Presence::reset`]): call it in
-    /// `handle_join` when not using [`handle_at`](Self::handle_at).
-    pub fn reset(&mut self, topic: &Topic) {
-        self.entry(topic).reset();
     }
 
     fn entry(&mut self, topic: &Topic) -> &mut Presence {
@@ -970,5 +934,125 @@ impl Presences {
     /// Forgets every topic.
     pub fn clear(&mut self) {
         self.topics.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(name: &str) -> Event {
+        Event::from(name)
+    }
+
+    fn payload(v: Value) -> Payload {
+        Payload::Json(v)
+    }
+
+    #[test]
+    fn events_that_are_not_presence_events_are_not_consumed_and_make_no_tracker() {
+        let mut presences = Presences::new();
+        let topic = Topic::from("room:1");
+        assert!(presences
+            .handle_at(
+                &topic,
+                Some(Ref::from(1)),
+                &ev("new_msg"),
+                &Payload::empty()
+            )
+            .is_none());
+        assert!(
+            presences.get("room:1").is_none(),
+            "no tracker for a topic without presence events"
+        );
+    }
+
+    #[test]
+    fn presences_tracks_each_topic_on_its_own() {
+        let mut presences = Presences::new();
+        let lobby = Topic::from("room:lobby");
+        let other = Topic::from("room:other");
+        let one = Some(Ref::from(1));
+        presences.handle_at(
+            &lobby,
+            one.clone(),
+            &ev("presence_state"),
+            &payload(json!({"ada": {"metas": [{"phx_ref": "a"}]}})),
+        );
+        presences.handle_at(
+            &other,
+            one.clone(),
+            &ev("presence_state"),
+            &payload(json!({"bob": {"metas": [{"phx_ref": "b"}]}})),
+        );
+        let update = presences
+            .handle_at(
+                &lobby,
+                one,
+                &ev("presence_diff"),
+                &payload(json!({"joins": {"cy": {"metas": [{"phx_ref": "c"}]}}, "leaves": {}})),
+            )
+            .unwrap();
+        assert!(update.synced);
+        assert_eq!(
+            presences.list_by("room:lobby", |k, _| k.to_owned()),
+            ["ada", "cy"]
+        );
+        assert_eq!(
+            presences.list_by("room:other", |k, _| k.to_owned()),
+            ["bob"]
+        );
+        assert!(presences.list("room:none").is_empty());
+
+        // A rejoin of one topic (a new join_ref) holds that topic's diffs only.
+        let held = presences
+            .handle_at(
+                &lobby,
+                Some(Ref::from(2)),
+                &ev("presence_diff"),
+                &payload(json!({"joins": {}, "leaves": {"ada": {"metas": [{"phx_ref": "a"}]}}})),
+            )
+            .unwrap();
+        assert!(!held.synced);
+        assert!(presences.get("room:lobby").unwrap().in_pending_sync_state());
+        assert!(!presences.get("room:other").unwrap().in_pending_sync_state());
+        assert_eq!(
+            presences.list_by("room:lobby", |k, _| k.to_owned()),
+            ["ada", "cy"]
+        );
+
+        assert!(presences.remove("room:other").is_some());
+        assert_eq!(presences.topics().collect::<Vec<_>>(), [&lobby]);
+    }
+
+    #[test]
+    fn presences_with_join_refs_resync_after_a_rejoin_and_use_installed_trackers() {
+        let mut presences = Presences::with_events(PresenceEvents::new("s", "d"));
+        let t = Topic::from("t");
+        let state = payload(json!({"a": {"metas": [{"phx_ref": "a"}]}}));
+        let leave_a = payload(json!({"joins": {}, "leaves": {"a": {"metas": [{"phx_ref": "a"}]}}}));
+        presences.handle_at(&t, Some(Ref::from(1)), &ev("s"), &state);
+        // Rejoined (join_ref 7): the diff waits for the new state.
+        let held = presences
+            .handle_at(&t, Some(Ref::from(7)), &ev("d"), &leave_a)
+            .unwrap();
+        assert!(!held.synced);
+        assert_eq!(presences.list_by("t", |k, _| k.to_owned()), ["a"]);
+        let update = presences
+            .handle_at(&t, Some(Ref::from(7)), &ev("s"), &state)
+            .unwrap();
+        assert!(update.synced);
+        assert!(presences.list("t").is_empty());
+        // A tracker installed with callbacks is used for its topic.
+        let joins = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let j = joins.clone();
+        let mut custom = Presence::with_events(PresenceEvents::new("s", "d"));
+        custom.on_join(move |_, _, _| {
+            j.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        presences.insert("u", custom);
+        presences.handle_at(&Topic::from("u"), Some(Ref::from(1)), &ev("s"), &state);
+        assert_eq!(joins.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

@@ -7,19 +7,7 @@
 //! [`Serializer::decode_server`]; the test server in [`crate::testing`] uses the other
 //! two.
 //!
-//! ```
-//! use actix_slipstream::message::{Event, Message, Payload, Ref};
-//! use actix_slipstream::serializer::{Frame, Serializer};
-//!
-//! let hb = Message::heartbeat(Ref::from(1));
-//! let frame = Serializer::V2.encode_client(&hb).unwrap();
-//! assert_eq!(frame, Frame::Text(r#"[null,"1","phoenix","heartbeat",{}]"#.into()));
-//!
-//! let reply = br#"[null,"1","phoenix","phx_reply",{"response":{},"status":"ok"}]"#;
-//! let msg = Serializer::V2.decode_server_text(reply).unwrap();
-//! assert!(matches!(msg.event, Event::Reply(ref s) if s.is_ok()));
-//! assert_eq!(msg.payload, Payload::empty());
-//! ```
+//! See [`crate::codec`] for an example.
 
 use std::borrow::Cow;
 use std::fmt;

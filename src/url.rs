@@ -3,7 +3,7 @@
 //! Phoenix mounts a socket at a path such as `/socket` and serves its websocket
 //! transport at `/socket/websocket`. Users may give either form; exactly one
 //! `/websocket` is added. The connect params follow any query the URL already has,
-//! and `vsn` comes last.
+//! and `vsn` comes last. URLs shown in logs and errors are redacted ([`redact_url`]).
 
 use url::Url;
 
@@ -12,23 +12,10 @@ use crate::serializer::Serializer;
 
 /// Builds the websocket URL for a socket endpoint.
 ///
-/// ```
-/// use actix_slipstream::serializer::Serializer;
-/// use actix_slipstream::url::socket_url;
-///
-/// let url = socket_url(
-///     "ws://127.0.0.1:4000/socket",
-///     &[("token".to_string(), "a b&c".to_string())],
-///     Serializer::V2,
-/// )
-/// .unwrap();
-/// assert_eq!(url.as_str(), "ws://127.0.0.1:4000/socket/websocket?token=a+b%26c&vsn=2.0.0");
-/// ```
-///
 /// # Errors
 /// [`ConfigError::InvalidUrl`] when the URL does not parse, its scheme is not `ws`
 /// or `wss`, it has no host, it has a fragment, or it already sets `vsn`.
-pub fn socket_url(
+pub(crate) fn socket_url(
     base: &str,
     params: &[(String, String)],
     serializer: Serializer,
@@ -36,7 +23,7 @@ pub fn socket_url(
     // The URL is redacted: its query or user info may hold a token, and config errors
     // are logged and shown in `DisconnectReason`s.
     let invalid = |reason: &str| ConfigError::InvalidUrl {
-        url: crate::config::redact_url(base),
+        url: redact_url(base),
         reason: reason.to_owned(),
     };
     let mut url = Url::parse(base).map_err(|e| invalid(&e.to_string()))?;
@@ -71,9 +58,60 @@ pub fn socket_url(
     Ok(url)
 }
 
+/// The URL without what may hold secrets: its query string, fragment and user info
+/// (`ws://user:pass@host/socket?token=t` gives `ws://<redacted>@host/socket?<redacted>`).
+pub(crate) fn redact_url(url: &str) -> String {
+    let (mut base, rest) = match url.find(['?', '#']) {
+        Some(i) => (url[..i].to_owned(), Some(&url[i..=i])),
+        None => (url.to_owned(), None),
+    };
+    if let Some(scheme_end) = base.find("://") {
+        let start = scheme_end + 3;
+        let end = base[start..].find('/').map_or(base.len(), |i| start + i);
+        if let Some(at) = base[start..end].rfind('@') {
+            base.replace_range(start..start + at, "<redacted>");
+        }
+    }
+    match rest {
+        Some(sep) => format!("{base}{sep}<redacted>"),
+        None => base,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn params_are_escaped_and_vsn_comes_last() {
+        let url = socket_url(
+            "ws://127.0.0.1:4000/socket",
+            &[("token".to_string(), "a b&c".to_string())],
+            Serializer::V2,
+        )
+        .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "ws://127.0.0.1:4000/socket/websocket?token=a+b%26c&vsn=2.0.0"
+        );
+    }
+
+    #[test]
+    fn redacted_urls_keep_no_query_fragment_or_user_info() {
+        for (url, redacted) in [
+            ("ws://h:4000/socket", "ws://h:4000/socket"),
+            ("ws://h/socket?token=s3cret", "ws://h/socket?<redacted>"),
+            ("ws://h/socket#s3cret", "ws://h/socket#<redacted>"),
+            (
+                "wss://me:s3cret@h/socket?a=1#x",
+                "wss://<redacted>@h/socket?<redacted>",
+            ),
+            ("ws://s3cret@h", "ws://<redacted>@h"),
+            ("not a url?s3cret", "not a url?<redacted>"),
+        ] {
+            assert_eq!(redact_url(url), redacted);
+        }
+    }
 
     #[test]
     fn an_invalid_url_error_does_not_repeat_its_query() {

@@ -1,17 +1,17 @@
 //! Malformed frames: each is refused with the error variant that names what is wrong.
 
-use actix_slipstream::error::DecodeError;
-use actix_slipstream::serializer::Serializer;
+use actix_slipstream::codec::DecodeError;
+use actix_slipstream::codec::Serializer;
 use bytes::Bytes;
 
 const V2: Serializer = Serializer::V2;
 const V1: Serializer = Serializer::V1;
 
-fn server_bin(data: &[u8]) -> Result<actix_slipstream::message::Message, DecodeError> {
+fn server_bin(data: &[u8]) -> Result<actix_slipstream::codec::Message, DecodeError> {
     V2.decode_server_binary(&Bytes::copy_from_slice(data))
 }
 
-fn client_bin(data: &[u8]) -> Result<actix_slipstream::message::Message, DecodeError> {
+fn client_bin(data: &[u8]) -> Result<actix_slipstream::codec::Message, DecodeError> {
     V2.decode_client_binary(&Bytes::copy_from_slice(data))
 }
 

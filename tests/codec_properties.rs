@@ -2,9 +2,10 @@
 //! direction and each format; over-long binary fields are encode errors; arbitrary input never
 //! panics the decoders.
 
-use actix_slipstream::error::EncodeError;
-use actix_slipstream::message::{Event, Message, Payload, Ref, ReplyStatus, Topic};
-use actix_slipstream::serializer::{Frame, Serializer};
+use actix_slipstream::codec::EncodeError;
+use actix_slipstream::codec::Message;
+use actix_slipstream::codec::{Frame, Serializer};
+use actix_slipstream::{Event, Payload, Ref, ReplyStatus, Topic};
 use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::{Map, Number, Value};

@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use actix_slipstream::error::DecodeError;
-use actix_slipstream::message::{Event, Message, Payload, Ref, ReplyStatus};
-use actix_slipstream::serializer::{Frame, Serializer};
+use actix_slipstream::codec::DecodeError;
+use actix_slipstream::codec::Message;
+use actix_slipstream::codec::{Frame, Serializer};
+use actix_slipstream::{Event, Payload, Ref, ReplyStatus};
 use bytes::Bytes;
 use serde_json::Value;
 

@@ -1,7 +1,8 @@
 //! The test vectors of phoenix.js (`assets/test/serializer_test.js`), the reference client.
 
-use actix_slipstream::message::{Event, Message, Payload, Ref, ReplyStatus};
-use actix_slipstream::serializer::{Frame, Serializer};
+use actix_slipstream::codec::Message;
+use actix_slipstream::codec::{Frame, Serializer};
+use actix_slipstream::{Event, Payload, Ref, ReplyStatus};
 use bytes::Bytes;
 use serde_json::json;
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use actix_slipstream::testing::{Refusal, ServerEvent, TestServer};
 use actix_slipstream::{
-    Backoff, ConnectError, ConnectionStatus, Disconnect, DisconnectReason, GetStatus, Join,
-    Payload, Push, PushError, TopicStatus,
+    Backoff, ConnectError, ConnectionStatus, Disconnect, DisconnectKind, DisconnectReason,
+    GetStatus, Join, Payload, Push, PushError, TopicStatus,
 };
 use common::*;
 use serde_json::json;
@@ -189,7 +189,12 @@ async fn a_panicking_params_closure_is_a_failed_connect_retried_with_the_backoff
     );
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     let status = addr.send(GetStatus).await.unwrap();
-    assert_eq!(status.disconnects_by_reason.get("connect_failed"), Some(&2));
+    assert_eq!(
+        status
+            .disconnects_by_reason
+            .get(&DisconnectKind::ConnectFailed),
+        Some(&2)
+    );
     assert_eq!(status.connects, 1);
 }
 

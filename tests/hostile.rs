@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_slipstream::codec::{DecodeError, Message, Serializer};
 use actix_slipstream::testing::{RawFrame, Refusal, SocketId, TestServer};
 use actix_slipstream::{
-    Backoff, ConnectError, DecodeError, DisconnectReason, Event, GetStatus, Join, Message, Payload,
-    Push, Ref, ReplyStatus, Serializer,
+    Backoff, ConnectError, DisconnectReason, Event, GetStatus, Join, Payload, Push, Ref,
+    ReplyStatus,
 };
 use bytes::Bytes;
 use common::*;
@@ -67,8 +68,8 @@ async fn still_works(addr: &actix::Addr<actix_slipstream::Client<Recorder>>) {
 
 fn server_text(msg: Message) -> RawFrame {
     match Serializer::V2.encode_server(&msg).unwrap() {
-        actix_slipstream::Frame::Text(t) => RawFrame::Text(t),
-        actix_slipstream::Frame::Binary(b) => RawFrame::Binary(b),
+        actix_slipstream::codec::Frame::Text(t) => RawFrame::Text(t),
+        actix_slipstream::codec::Frame::Binary(b) => RawFrame::Binary(b),
     }
 }
 

@@ -242,20 +242,20 @@ impl SlipstreamActor for Spawned {
         socket.connect();
     }
 
-    fn handle_connect(&mut self, socket: &mut Socket<'_, Self>) {
+    fn handle_connect(&mut self, _socket: &mut Socket<'_, Self>) {
         let _ = self.tx.send("connected");
-        socket.rejoin_registered();
     }
 
     fn handle_disconnect(
         &mut self,
         reason: &DisconnectReason,
+        default: actix_slipstream::AfterDisconnect,
         _: &mut Socket<'_, Self>,
     ) -> actix_slipstream::AfterDisconnect {
         if *reason == DisconnectReason::Stopped {
             let _ = self.tx.send("stopped");
         }
-        actix_slipstream::default_after_disconnect(reason)
+        default
     }
 
     fn terminate(&mut self) {

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use actix_slipstream::presence::{
     list_by, sync_diff, sync_state, Presence, PresenceChange, PresenceDiff, PresenceEvents,
-    PresenceMap, PresenceState, Presences, MAX_PENDING_DIFFS,
+    PresenceMap, PresenceState, MAX_PENDING_DIFFS,
 };
-use actix_slipstream::{Event, Payload, Ref, Topic};
+use actix_slipstream::{Event, Payload, Ref};
 use serde_json::{json, Value};
 
 // ----- helpers -----
@@ -553,15 +553,6 @@ fn events_that_are_not_presence_events_are_not_consumed() {
     assert!(presence
         .handle(&Event::Reply("ok".into()), &Payload::empty())
         .is_none());
-    let mut presences = Presences::new();
-    let topic = Topic::from("room:1");
-    assert!(presences
-        .handle(&topic, &ev("new_msg"), &Payload::empty())
-        .is_none());
-    assert!(
-        presences.get("room:1").is_none(),
-        "no tracker for a topic without presence events"
-    );
 }
 
 #[test]
@@ -701,87 +692,6 @@ fn at_most_max_pending_diffs_are_held_dropping_the_oldest() {
     let keys = presence.list_by(|k, _| k.to_owned());
     assert_eq!(keys.len(), MAX_PENDING_DIFFS);
     assert_eq!(keys[0], "u5");
-}
-
-#[test]
-fn presences_tracks_each_topic_on_its_own() {
-    let mut presences = Presences::new();
-    let lobby = Topic::from("room:lobby");
-    let other = Topic::from("room:other");
-    presences.handle(
-        &lobby,
-        &ev("presence_state"),
-        &json_payload(json!({"ada": {"metas": [{"phx_ref": "a"}]}})),
-    );
-    presences.handle(
-        &other,
-        &ev("presence_state"),
-        &json_payload(json!({"bob": {"metas": [{"phx_ref": "b"}]}})),
-    );
-    let update = presences
-        .handle(
-            &lobby,
-            &ev("presence_diff"),
-            &json_payload(json!({"joins": {"cy": {"metas": [{"phx_ref": "c"}]}}, "leaves": {}})),
-        )
-        .unwrap();
-    assert!(update.synced);
-    assert_eq!(
-        presences.list_by("room:lobby", |k, _| k.to_owned()),
-        ["ada", "cy"]
-    );
-    assert_eq!(
-        presences.list_by("room:other", |k, _| k.to_owned()),
-        ["bob"]
-    );
-    assert!(presences.list("room:none").is_empty());
-
-    // A rejoin of one topic holds that topic's diffs only.
-    presences.reset(&lobby);
-    assert!(presences.get("room:lobby").unwrap().in_pending_sync_state());
-    assert!(!presences.get("room:other").unwrap().in_pending_sync_state());
-    let held = presences
-        .handle(
-            &lobby,
-            &ev("presence_diff"),
-            &json_payload(json!({"joins": {}, "leaves": {"ada": {"metas": [{"phx_ref": "a"}]}}})),
-        )
-        .unwrap();
-    assert!(!held.synced);
-    assert_eq!(
-        presences.list_by("room:lobby", |k, _| k.to_owned()),
-        ["ada", "cy"]
-    );
-
-    assert!(presences.remove("room:other").is_some());
-    assert_eq!(presences.topics().collect::<Vec<_>>(), [&lobby]);
-}
-
-#[test]
-fn presences_with_join_refs_need_no_reset() {
-    let mut presences = Presences::with_events(PresenceEvents::new("s", "d"));
-    let t = Topic::from("t");
-    let state = json_payload(json!({"a": {"metas": [{"phx_ref": "a"}]}}));
-    let leave_a =
-        json_payload(json!({"joins": {}, "leaves": {"a": {"metas": [{"phx_ref": "a"}]}}}));
-    presences.handle_at(&t, Some(Ref::from(1)), &ev("s"), &state);
-    // Rejoined (join_ref 7): the diff waits for the new state.
-    let held = presences
-        .handle_at(&t, Some(Ref::from(7)), &ev("d"), &leave_a)
-        .unwrap();
-    assert!(!held.synced);
-    assert_eq!(presences.list_by("t", |k, _| k.to_owned()), ["a"]);
-    let update = presences
-        .handle_at(&t, Some(Ref::from(7)), &ev("s"), &state)
-        .unwrap();
-    assert!(update.synced);
-    assert!(presences.list("t").is_empty());
-    // A tracker installed with callbacks is used for its topic.
-    let mut custom = Presence::with_events(PresenceEvents::new("s", "d"));
-    let (joins, _) = record_callbacks(&mut custom);
-    presences.insert("u", custom);
-    presences.handle(&Topic::from("u"), &ev("s"), &state);
-    assert_eq!(calls(&joins).len(), 1);
 }
 
 #[test]

@@ -21,56 +21,20 @@ const TOPIC: &str = "presence:lobby";
 /// A synced presence list: `key:phx_ref,phx_ref...` per key, in list order.
 type Listing = Vec<String>;
 
-/// How the client tells the tracker about (re)joins.
-#[derive(Clone, Copy)]
-enum Mode {
-    /// One line in `handle_message`, with `socket.join_ref(topic)`.
-    JoinRef,
-    /// `handle` in `handle_message` and `reset` in `handle_join`.
-    ResetOnJoin,
-    /// The client feeds the tracker returned by `presences()`; the result reaches
-    /// `handle_presence`.
-    Automatic,
-}
-
 struct Tracker {
     presence: Presences,
-    mode: Mode,
     tx: mpsc::Sender<Listing>,
 }
 
 impl SlipstreamActor for Tracker {
-    fn handle_join(&mut self, topic: &Topic, _: &Payload, _: &mut Socket<'_, Self>) {
-        if let Mode::ResetOnJoin = self.mode {
-            self.presence.reset(topic);
-        }
-    }
-
-    fn handle_message(
-        &mut self,
-        topic: &Topic,
-        event: &Event,
-        payload: Payload,
-        socket: &mut Socket<'_, Self>,
-    ) {
-        let update = match self.mode {
-            Mode::JoinRef => {
-                self.presence
-                    .handle_at(topic, socket.join_ref(topic), event, &payload)
-            }
-            Mode::ResetOnJoin => self.presence.handle(topic, event, &payload),
-            Mode::Automatic => panic!("presence event {event} reached handle_message"),
-        };
-        if let Some(update) = update {
-            self.report(topic, &update);
-        }
+    /// Overridden: the client feeds the tracker all the same, and presence events
+    /// never reach it.
+    fn handle_message(&mut self, _: &Topic, event: &Event, _: Payload, _: &mut Socket<'_, Self>) {
+        panic!("event {event} reached handle_message");
     }
 
     fn presences(&mut self) -> Option<&mut Presences> {
-        match self.mode {
-            Mode::Automatic => Some(&mut self.presence),
-            _ => None,
-        }
+        Some(&mut self.presence)
     }
 
     fn handle_presence(
@@ -132,7 +96,8 @@ async fn next_listing(rx: &mut mpsc::Receiver<Listing>, what: &str) -> Listing {
         .expect("client stopped")
 }
 
-async fn presence_follows_the_server_across_a_reconnect(mode: Mode) {
+#[actix_rt::test]
+async fn presence_fed_by_the_client_holds_early_diffs_and_resyncs_after_a_reconnect() {
     let _ = env_logger::builder().is_test(true).try_init();
     let server = TestServer::builder()
         .channel("presence:*", presence_channel())
@@ -142,7 +107,6 @@ async fn presence_follows_the_server_across_a_reconnect(mode: Mode) {
     let (tx, mut rx) = mpsc::channel(1000);
     let tracker = Tracker {
         presence: Presences::new(),
-        mode,
         tx,
     };
     let addr = Client::new(tracker, config(&server)).start();
@@ -209,19 +173,4 @@ async fn presence_follows_the_server_across_a_reconnect(mode: Mode) {
         ["u2:2.2", "u6:6", "u5:5"]
     );
     assert!(rx.try_recv().is_err(), "no other sync");
-}
-
-#[actix_rt::test]
-async fn presence_with_the_join_ref_holds_early_diffs_and_resyncs_after_a_reconnect() {
-    presence_follows_the_server_across_a_reconnect(Mode::JoinRef).await;
-}
-
-#[actix_rt::test]
-async fn presence_reset_in_handle_join_holds_early_diffs_and_resyncs_after_a_reconnect() {
-    presence_follows_the_server_across_a_reconnect(Mode::ResetOnJoin).await;
-}
-
-#[actix_rt::test]
-async fn presence_fed_by_the_client_holds_early_diffs_and_resyncs_after_a_reconnect() {
-    presence_follows_the_server_across_a_reconnect(Mode::Automatic).await;
 }

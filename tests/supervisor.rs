@@ -85,9 +85,8 @@ struct Eager {
 }
 
 impl SlipstreamActor for Eager {
-    fn handle_connect(&mut self, socket: &mut Socket<'_, Self>) {
+    fn handle_connect(&mut self, _socket: &mut Socket<'_, Self>) {
         let _ = self.tx.try_send(Ev::Connected);
-        socket.rejoin_registered();
     }
 
     fn handle_join(&mut self, topic: &Topic, response: &Payload, _: &mut Socket<'_, Self>) {
@@ -99,6 +98,7 @@ impl SlipstreamActor for Eager {
     fn handle_disconnect(
         &mut self,
         reason: &DisconnectReason,
+        _default: AfterDisconnect,
         socket: &mut Socket<'_, Self>,
     ) -> AfterDisconnect {
         let _ = self.tx.try_send(Ev::Disconnected(reason.clone()));

@@ -3,12 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use actix_slipstream::message::{Event, Payload};
-use actix_slipstream::serializer::Serializer;
+use actix_slipstream::codec::Serializer;
 use actix_slipstream::testing::{
     Action, Channel, DisconnectReason, JoinOutcome, LeaveReason, Refusal, ServerEvent, Silence,
     TestServer,
 };
+use actix_slipstream::{Event, Payload};
 use awc::error::WsClientError;
 use awc::ws;
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -467,7 +467,7 @@ async fn broadcast_from_a_channel_reaches_others_and_binary_broadcast_is_kind_2(
     assert_eq!(next_json(&mut a).await[3], "phx_reply");
     // A binary push of "broadcast": every joined socket gets a kind 2 frame.
     let push = Serializer::V2
-        .encode_client(&actix_slipstream::Message::new(
+        .encode_client(&actix_slipstream::codec::Message::new(
             Some("1".into()),
             Some("3".into()),
             "room:x",
@@ -475,7 +475,7 @@ async fn broadcast_from_a_channel_reaches_others_and_binary_broadcast_is_kind_2(
             Payload::from(vec![9u8, 8]),
         ))
         .unwrap();
-    let actix_slipstream::Frame::Binary(bytes) = push else {
+    let actix_slipstream::codec::Frame::Binary(bytes) = push else {
         panic!("binary expected")
     };
     a.send(ws::Message::Binary(bytes)).await.unwrap();

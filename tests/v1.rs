@@ -3,7 +3,8 @@
 
 mod common;
 
-use actix_slipstream::{Join, Payload, Push, PushError, Serializer, TopicCloseReason};
+use actix_slipstream::codec::Serializer;
+use actix_slipstream::{Join, Payload, Push, PushError, TopicCloseReason};
 use bytes::Bytes;
 use common::*;
 use serde_json::json;

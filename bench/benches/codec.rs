@@ -7,8 +7,9 @@
 
 use std::hint::black_box;
 
-use actix_slipstream::message::{Event, Message, Payload, Ref, ReplyStatus};
-use actix_slipstream::serializer::{Frame, Serializer};
+use actix_slipstream::codec::Message;
+use actix_slipstream::codec::{Frame, Serializer};
+use actix_slipstream::{Event, Payload, Ref, ReplyStatus};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::{json, Value};

@@ -427,10 +427,9 @@ impl SlipstreamActor for Rejoiner {
         socket.connect();
     }
 
-    fn handle_connect(&mut self, socket: &mut Socket<'_, Self>) {
+    fn handle_connect(&mut self, _socket: &mut Socket<'_, Self>) {
         self.opened = Some(Instant::now());
         self.joined_now = 0;
-        socket.rejoin_registered();
     }
 
     fn handle_join(&mut self, _topic: &Topic, _response: &Payload, _socket: &mut Socket<'_, Self>) {
@@ -512,20 +511,21 @@ impl SlipstreamActor for Watcher {
     fn handle_disconnect(
         &mut self,
         reason: &DisconnectReason,
+        default: AfterDisconnect,
         _socket: &mut Socket<'_, Self>,
     ) -> AfterDisconnect {
         let now = epoch_ms();
         if let Some(freeze) = self.marks.take("freeze") {
-            self.reasons.borrow_mut().push(reason.kind().to_owned());
+            self.reasons.borrow_mut().push(reason.kind().to_string());
             self.detected.borrow_mut().push(now - freeze);
-            emit(&json!({"event": "detected", "reason": reason.kind()}));
+            emit(&json!({"event": "detected", "reason": reason.kind().as_str()}));
             if self.detected.borrow().len() as u64 >= self.trials {
                 if let Some(done) = self.done.take() {
                     let _ = done.send(());
                 }
             }
         }
-        actix_slipstream::default_after_disconnect(reason)
+        default
     }
 }
 
@@ -572,26 +572,26 @@ struct Spreader {
 }
 
 impl SlipstreamActor for Spreader {
-    fn handle_connect(&mut self, socket: &mut Socket<'_, Self>) {
+    fn handle_connect(&mut self, _socket: &mut Socket<'_, Self>) {
         if self.first {
             self.first = false;
             self.initial.set(self.initial.get() + 1);
         } else {
             self.connects.borrow_mut().push(epoch_ms());
         }
-        socket.rejoin_registered();
     }
 
     fn handle_disconnect(
         &mut self,
-        reason: &DisconnectReason,
+        _reason: &DisconnectReason,
+        default: AfterDisconnect,
         _socket: &mut Socket<'_, Self>,
     ) -> AfterDisconnect {
         if !self.first && !self.seen_loss {
             self.seen_loss = true;
             self.lost.borrow_mut().push(epoch_ms());
         }
-        actix_slipstream::default_after_disconnect(reason)
+        default
     }
 }
 
@@ -839,12 +839,11 @@ impl SlipstreamActor for Stormer {
         socket.connect();
     }
 
-    fn handle_connect(&mut self, socket: &mut Socket<'_, Self>) {
+    fn handle_connect(&mut self, _socket: &mut Socket<'_, Self>) {
         self.joined_now = 0;
         if self.cycle > 0 {
             self.reconnected.borrow_mut().push(epoch_ms());
         }
-        socket.rejoin_registered();
     }
 
     fn handle_join(&mut self, _topic: &Topic, _response: &Payload, _socket: &mut Socket<'_, Self>) {

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use actix_slipstream::{Backoff, Config, Serializer};
+use actix_slipstream::codec::Serializer;
+use actix_slipstream::{Backoff, Config};
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 

@@ -65,15 +65,15 @@ impl SlipstreamActor for Printer {
         socket.connect();
     }
 
-    fn handle_connect(&mut self, socket: &mut Socket<'_, Self>) {
+    fn handle_connect(&mut self, _socket: &mut Socket<'_, Self>) {
         self.failed_connects = 0;
         self.shared.emit("connected", &[]);
-        socket.rejoin_registered();
     }
 
     fn handle_disconnect(
         &mut self,
         reason: &DisconnectReason,
+        default: AfterDisconnect,
         _socket: &mut Socket<'_, Self>,
     ) -> AfterDisconnect {
         self.shared.emit(
@@ -97,7 +97,7 @@ impl SlipstreamActor for Printer {
                 }
             }
         }
-        actix_slipstream::default_after_disconnect(reason)
+        default
     }
 
     fn handle_join(&mut self, topic: &Topic, response: &Payload, _: &mut Socket<'_, Self>) {
@@ -153,7 +153,8 @@ impl SlipstreamActor for Printer {
         &mut self,
         topic: &Topic,
         reason: &TopicCloseReason,
-        socket: &mut Socket<'_, Self>,
+        default: AfterTopicClose,
+        _socket: &mut Socket<'_, Self>,
     ) -> AfterTopicClose {
         match reason {
             TopicCloseReason::JoinFailed(e) => {
@@ -170,7 +171,7 @@ impl SlipstreamActor for Printer {
                     ],
                 );
             }
-            TopicCloseReason::Crashed(_) => self.shared.emit(
+            _ => self.shared.emit(
                 "topic_closed",
                 &[
                     ("topic", Value::from(topic.as_str())),
@@ -178,7 +179,7 @@ impl SlipstreamActor for Printer {
                 ],
             ),
         }
-        socket.default_after_topic_close(topic.as_str(), reason)
+        default
     }
 }
 

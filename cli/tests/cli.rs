@@ -744,7 +744,7 @@ fn vsn_1_speaks_the_v1_protocol() {
     assert_eq!(p.reply(json!(1))["response"], json!({"v": 1}));
     assert_eq!(
         server.server.sockets().last().unwrap().vsn,
-        actix_slipstream::Serializer::V1
+        actix_slipstream::codec::Serializer::V1
     );
     p.close_stdin();
     assert_eq!(p.finish(), 0, "{}", p.report());

@@ -5,8 +5,8 @@
 //! servers never send). Messages the format cannot express are encode errors, never panics.
 #![no_main]
 
-use actix_slipstream::message::Message;
-use actix_slipstream::serializer::Serializer;
+use actix_slipstream::codec::Message;
+use actix_slipstream::codec::Serializer;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 

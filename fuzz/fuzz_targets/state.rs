@@ -1,32 +1,36 @@
-//! Drives the connection and channel state machine (`State`, no I/O) with arbitrary sequences
+//! Drives the sans-IO engine (`actix_slipstream::engine`) through its public API and its one
+//! drain loop (`engine::drive`), with arbitrary sequences
 //! of user commands (join, leave, push, disconnect, reconnect, stop), connection events
 //! (opened, closed, stale generations), inbound frames (replies to what was sent, with current,
 //! null, stale or garbage join_refs; server pushes; `phx_error`; `phx_close`; heartbeat
 //! replies) and time advances, answering callbacks as a user would (decisions taken from the
-//! input).
+//! input, through the engine's `Driver`).
 //!
 //! Invariants checked:
 //! - nothing panics;
 //! - never a second `phx_join` for a topic while one is in flight or the topic is joined
 //!   (between a join and its outcome: joined, topic closed, left or disconnected);
 //! - every push outcome is delivered at most once, and only for pushes that were accepted;
+//! - every request (join, leave, push with a waiter) is resolved at most once, only if it
+//!   was made, with an outcome of its kind, and never after the request was refused;
 //! - at the end (a user disconnect, then time advanced past every timeout): no pending
 //!   replies, no buffered pushes, no timers, every accepted push got exactly one outcome,
-//!   and every join waiter was answered or is still held by its topic (never dropped).
+//!   every leave waiter was answered, and every join waiter was answered or is still held
+//!   by its topic (never dropped).
 #![no_main]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use actix_slipstream::state::{FuzzEffect, JoinReceiver, PushReceiver, State};
+use actix_slipstream::codec::{Message, Serializer};
+use actix_slipstream::engine::{drive, ConnId, Driver, Engine, Outcome, RequestId};
 use actix_slipstream::{
     AfterDisconnect, AfterTopicClose, Backoff, Config, ConnectError, DisconnectReason, Event,
-    Message, Payload, PushError, Ref, ReplyStatus, RetryPolicy, Serializer, Topic,
+    Payload, PushError, Ref, Reply, ReplyStatus, RetryPolicy, Topic, TopicCloseReason,
 };
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
-use tokio::sync::oneshot::error::TryRecvError;
 
 const TOPICS: [&str; 3] = ["room:a", "room:b", "room:c"];
 
@@ -63,6 +67,7 @@ enum Op {
     },
     Leave {
         topic: u8,
+        waiter: bool,
     },
     Push {
         topic: u8,
@@ -111,6 +116,8 @@ enum Op {
 #[derive(Arbitrary, Debug)]
 struct Input {
     v1: bool,
+    /// `Config::rejoin_on_connect`; when off, `handle_connect` rejoins by hand (or not).
+    rejoin_on_connect: bool,
     max_buffered: u8,
     rejected_retries: u8,
     decisions: Vec<u8>,
@@ -124,10 +131,19 @@ enum JoinTrack {
     Joined,
 }
 
-struct Harness {
-    s: State,
+/// What a request awaits.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Join,
+    Leave,
+    Push,
+}
+
+/// The user and the connection, as the fuzz input decides: the engine's [`Driver`].
+struct User {
     now: Instant,
     gen: u64,
+    rejoin_on_connect: bool,
     decisions: Vec<u8>,
     next_decision: usize,
     /// The final phase: the user disconnected and stays disconnected.
@@ -136,13 +152,19 @@ struct Harness {
     sent: Vec<Message>,
     last_join_ref: HashMap<Topic, Ref>,
     joins: HashMap<Topic, JoinTrack>,
-    push_waiters: Vec<(Ref, PushReceiver)>,
+    /// Requests made with a waiter, by kind.
+    requests: HashMap<RequestId, Kind>,
+    /// Requests refused at once: no outcome may come for them.
+    refused: HashSet<RequestId>,
+    /// Requests resolved.
+    resolved: HashSet<RequestId>,
     /// Pushes answered through the callback: how many outcomes each got.
     callback_pushes: HashMap<String, usize>,
-    join_waiters: Vec<(Topic, JoinReceiver)>,
+    join_waiters: Vec<(Topic, RequestId)>,
+    next_request: u64,
 }
 
-impl Harness {
+impl User {
     fn decision(&mut self) -> u8 {
         if self.decisions.is_empty() {
             return 0;
@@ -152,75 +174,16 @@ impl Harness {
         d
     }
 
-    /// Carries out every effect, answering callbacks like a user would.
-    fn run(&mut self) {
-        let mut steps = 0usize;
-        while let Some(effect) = self.s.fuzz_pop_effect() {
-            steps += 1;
-            assert!(steps < 1_000_000, "effects never run out");
-            match effect {
-                FuzzEffect::Send(m) => self.sent_message(m),
-                FuzzEffect::Connect { gen } => self.gen = gen,
-                FuzzEffect::Close { .. } => {}
-                FuzzEffect::Connected => {
-                    if self.decision() % 4 != 0 {
-                        self.s.fuzz_rejoin_registered(self.now);
-                    }
-                    self.s.fuzz_after_connect(self.now);
-                }
-                FuzzEffect::Disconnected(reason) => {
-                    for t in self.joins.values_mut() {
-                        *t = JoinTrack::Idle;
-                    }
-                    let decision = if self.ending || reason.is_requested() {
-                        Some(AfterDisconnect::StayDisconnected)
-                    } else {
-                        match self.decision() % 8 {
-                            0 => Some(AfterDisconnect::StayDisconnected),
-                            // Stop: the actor stops; its state gets no decision.
-                            1 => None,
-                            _ => Some(AfterDisconnect::Reconnect),
-                        }
-                    };
-                    if let Some(d) = decision {
-                        self.s.fuzz_after_disconnect(d, self.now);
-                    }
-                }
-                FuzzEffect::Joined(topic) => {
-                    let t = self.joins.entry(topic.clone()).or_insert(JoinTrack::Idle);
-                    assert_eq!(
-                        *t,
-                        JoinTrack::InFlight,
-                        "joined {topic} without a join in flight"
-                    );
-                    *t = JoinTrack::Joined;
-                }
-                FuzzEffect::TopicClosed(topic, reason) => {
-                    self.joins.insert(topic.clone(), JoinTrack::Idle);
-                    let decision = match self.decision() % 4 {
-                        0 => AfterTopicClose::Forget,
-                        1 => AfterTopicClose::Rejoin,
-                        _ => self.s.default_after_topic_close(topic.as_str(), &reason),
-                    };
-                    self.s.fuzz_after_topic_close(&topic, decision, self.now);
-                }
-                FuzzEffect::Left(topic) => {
-                    self.joins.insert(topic, JoinTrack::Idle);
-                }
-                FuzzEffect::Message(..) => {}
-                FuzzEffect::Reply { reference, .. } => {
-                    let n = self
-                        .callback_pushes
-                        .get_mut(reference.as_str())
-                        .unwrap_or_else(|| panic!("an outcome for push {reference} never made"));
-                    *n += 1;
-                    assert_eq!(*n, 1, "push {reference} got a second outcome");
-                }
-            }
-        }
+    fn request(&mut self, kind: Kind) -> RequestId {
+        self.next_request += 1;
+        let id = RequestId(self.next_request);
+        self.requests.insert(id, kind);
+        id
     }
+}
 
-    fn sent_message(&mut self, m: Message) {
+impl Driver for User {
+    fn send(&mut self, _: &mut Engine, m: Message) {
         if m.event == Event::Join {
             let t = self.joins.entry(m.topic.clone()).or_insert(JoinTrack::Idle);
             assert_eq!(
@@ -242,6 +205,112 @@ impl Harness {
         }
     }
 
+    fn connect(&mut self, _: &mut Engine, conn: ConnId) {
+        self.gen = conn.0;
+    }
+
+    fn close(&mut self, _: &mut Engine, _code: u16) {}
+
+    fn resolve(&mut self, _: &mut Engine, request: RequestId, outcome: Outcome) {
+        let kind = *self
+            .requests
+            .get(&request)
+            .unwrap_or_else(|| panic!("{request} resolved but never made"));
+        assert!(!self.refused.contains(&request), "{request} was refused, then resolved");
+        assert!(self.resolved.insert(request), "{request} resolved twice");
+        let got = match outcome {
+            Outcome::Join(_) => Kind::Join,
+            Outcome::Leave(_) => Kind::Leave,
+            Outcome::Push(_) => Kind::Push,
+            _ => panic!("an unknown outcome"),
+        };
+        assert_eq!(kind, got, "{request} got an outcome of another kind");
+    }
+
+    fn connected(&mut self, engine: &mut Engine) {
+        // Rejoins by hand, when the engine does not.
+        if !self.rejoin_on_connect && self.decision() % 4 != 0 {
+            engine.rejoin_registered(self.now);
+        }
+    }
+
+    fn disconnected(
+        &mut self,
+        _: &mut Engine,
+        reason: &DisconnectReason,
+        default: AfterDisconnect,
+    ) -> AfterDisconnect {
+        for t in self.joins.values_mut() {
+            *t = JoinTrack::Idle;
+        }
+        if self.ending || reason.is_requested() {
+            return AfterDisconnect::StayDisconnected;
+        }
+        match self.decision() % 8 {
+            0 => AfterDisconnect::StayDisconnected,
+            // The actor would stop: the engine stays disconnected.
+            1 => AfterDisconnect::Stop,
+            2 => default,
+            _ => AfterDisconnect::Reconnect,
+        }
+    }
+
+    fn joined(&mut self, _: &mut Engine, topic: &Topic, _: &Payload) {
+        let t = self.joins.entry(topic.clone()).or_insert(JoinTrack::Idle);
+        assert_eq!(
+            *t,
+            JoinTrack::InFlight,
+            "joined {topic} without a join in flight"
+        );
+        *t = JoinTrack::Joined;
+    }
+
+    fn topic_closed(
+        &mut self,
+        _: &mut Engine,
+        topic: &Topic,
+        _: &TopicCloseReason,
+        default: AfterTopicClose,
+    ) -> AfterTopicClose {
+        self.joins.insert(topic.clone(), JoinTrack::Idle);
+        match self.decision() % 4 {
+            0 => AfterTopicClose::Forget,
+            1 => AfterTopicClose::Rejoin,
+            _ => default,
+        }
+    }
+
+    fn left(&mut self, _: &mut Engine, topic: &Topic) {
+        self.joins.insert(topic.clone(), JoinTrack::Idle);
+    }
+
+    fn reply(
+        &mut self,
+        _: &mut Engine,
+        _: Topic,
+        reference: Ref,
+        _: Result<Reply, PushError>,
+    ) {
+        let n = self
+            .callback_pushes
+            .get_mut(reference.as_str())
+            .unwrap_or_else(|| panic!("an outcome for push {reference} never made"));
+        *n += 1;
+        assert_eq!(*n, 1, "push {reference} got a second outcome");
+    }
+}
+
+struct Harness {
+    engine: Engine,
+    user: User,
+}
+
+impl Harness {
+    /// Carries out every effect through the one drain loop.
+    fn run(&mut self) {
+        drive(&mut self.engine, &mut self.user, self.user.now);
+    }
+
     fn join_ref(&self, mode: JoinRefMode, current: Option<&Ref>) -> Option<Ref> {
         match mode {
             JoinRefMode::Current => current.cloned(),
@@ -252,23 +321,17 @@ impl Harness {
     }
 
     fn op(&mut self, op: Op) {
-        let now = self.now;
+        let now = self.user.now;
+        let e = &mut self.engine;
+        let u = &mut self.user;
         match op {
-            Op::Connect => self.s.connect(),
+            Op::Connect => e.connect(),
             Op::Opened { stale } => {
-                let gen = if stale {
-                    self.gen.saturating_sub(1)
-                } else {
-                    self.gen
-                };
-                self.s.fuzz_on_connected(gen, now);
+                let gen = if stale { u.gen.saturating_sub(1) } else { u.gen };
+                e.handle_connected(ConnId(gen), now);
             }
             Op::Closed { stale, kind } => {
-                let gen = if stale {
-                    self.gen.saturating_sub(1)
-                } else {
-                    self.gen
-                };
+                let gen = if stale { u.gen.saturating_sub(1) } else { u.gen };
                 let reason = match kind % 6 {
                     0 => DisconnectReason::ConnectFailed(ConnectError::Refused(403)),
                     1 => DisconnectReason::ConnectFailed(ConnectError::Timeout),
@@ -280,20 +343,29 @@ impl Harness {
                     4 => DisconnectReason::WriteFailed("fuzz".into()),
                     _ => DisconnectReason::Protocol("fuzz".into()),
                 };
-                self.s.fuzz_on_closed(gen, reason, now);
+                e.handle_closed(ConnId(gen), reason, now);
             }
-            Op::Disconnect => self.s.disconnect(now),
-            Op::Reconnect => self.s.reconnect(now),
-            Op::Stop => self.s.fuzz_stop_connection(now),
+            Op::Disconnect => e.disconnect(now),
+            Op::Reconnect => e.reconnect(now),
+            // The actor stops, every open request is answered, then its supervisor
+            // restarts it (without `init`): the registry is kept.
+            Op::Stop => {
+                e.stop(now);
+                drive(e, u, now);
+                e.start();
+            }
             Op::Join { topic, waiter } => {
                 let topic = TOPICS[usize::from(topic) % TOPICS.len()];
-                if let Some(rx) = self.s.fuzz_join(topic, json!({"t": topic}), waiter, now) {
-                    self.join_waiters.push((Topic::from(topic), rx));
+                let request = waiter.then(|| u.request(Kind::Join));
+                e.join(topic, json!({"t": topic}), request, now);
+                if let Some(r) = request {
+                    u.join_waiters.push((Topic::from(topic), r));
                 }
             }
-            Op::Leave { topic } => {
+            Op::Leave { topic, waiter } => {
                 let topic = TOPICS[usize::from(topic) % TOPICS.len()];
-                self.s.leave(topic, now);
+                let request = waiter.then(|| u.request(Kind::Leave));
+                e.leave(topic, request, now);
             }
             Op::Push {
                 topic,
@@ -314,31 +386,29 @@ impl Harness {
                     Payload::Json(json!({"n": timeout_ms}))
                 };
                 let timeout = Duration::from_millis(u64::from(timeout_ms % 20_000));
-                let (result, rx) = self
-                    .s
-                    .fuzz_push(topic, event, payload, timeout, waiter, now);
-                match (result, rx) {
-                    (Ok(r), Some(rx)) => self.push_waiters.push((r, rx)),
+                let request = waiter.then(|| u.request(Kind::Push));
+                match (e.push(topic, event, payload, timeout, request, now), request) {
+                    (Ok(_), Some(_)) => {}
                     (Ok(r), None) => {
-                        let fresh = self.callback_pushes.insert(r.as_str().to_owned(), 0);
+                        let fresh = u.callback_pushes.insert(r.as_str().to_owned(), 0);
                         assert!(fresh.is_none(), "ref {r} given to two pushes");
                     }
-                    (Err(_), Some(mut rx)) => {
-                        // A refused push never gets a later outcome.
-                        assert!(rx.try_recv().is_err());
+                    (Err(_), Some(request)) => {
+                        assert!(!u.resolved.contains(&request));
+                        u.refused.insert(request);
                     }
                     (Err(_), None) => {}
                 }
             }
             Op::SendFailed { pick, error } => {
-                if let Some(m) = pick_from(&self.sent, pick) {
+                if let Some(m) = pick_from(&u.sent, pick) {
                     let error = match error % 3 {
                         0 => PushError::ConnectionLost,
                         1 => PushError::BufferFull,
                         _ => PushError::Timeout,
                     };
                     if let Some(r) = m.reference.clone() {
-                        self.s.fuzz_send_failed(&r, error);
+                        e.send_failed(&r, error);
                     }
                 }
             }
@@ -348,7 +418,7 @@ impl Harness {
                 join_ref,
                 other_topic,
             } => {
-                let Some(m) = pick_from(&self.sent, pick).cloned() else {
+                let Some(m) = pick_from(&self.user.sent, pick).cloned() else {
                     return;
                 };
                 let topic = match other_topic {
@@ -369,7 +439,7 @@ impl Harness {
                     Event::Reply(status),
                     Payload::Json(response),
                 );
-                self.s.fuzz_on_message(reply, now);
+                self.engine.handle_message(reply, now);
             }
             Op::StrayReply {
                 topic,
@@ -377,7 +447,7 @@ impl Harness {
                 join_ref,
             } => {
                 let topic = Topic::from(TOPICS[usize::from(topic) % TOPICS.len()]);
-                let jr = self.join_ref(join_ref, self.last_join_ref.get(&topic));
+                let jr = self.join_ref(join_ref, self.user.last_join_ref.get(&topic));
                 let reply = Message::new(
                     jr,
                     Some(Ref::from(u64::from(reference))),
@@ -385,7 +455,7 @@ impl Harness {
                     Event::Reply(ReplyStatus::Ok),
                     Payload::Json(json!({})),
                 );
-                self.s.fuzz_on_message(reply, now);
+                self.engine.handle_message(reply, now);
             }
             Op::Server {
                 topic,
@@ -393,7 +463,7 @@ impl Harness {
                 join_ref,
             } => {
                 let topic = Topic::from(TOPICS[usize::from(topic) % TOPICS.len()]);
-                let current = self.last_join_ref.get(&topic).cloned();
+                let current = self.user.last_join_ref.get(&topic).cloned();
                 let jr = self.join_ref(join_ref, current.as_ref());
                 let (event, reference) = match kind % 3 {
                     0 => (Event::from("news"), None),
@@ -402,10 +472,10 @@ impl Harness {
                     _ => (Event::Close, current),
                 };
                 let msg = Message::new(jr, reference, topic, event, Payload::Json(json!({})));
-                self.s.fuzz_on_message(msg, now);
+                self.engine.handle_message(msg, now);
             }
             Op::Phoenix { pick } => {
-                let reference = pick_from(&self.sent, pick).and_then(|m| m.reference.clone());
+                let reference = pick_from(&u.sent, pick).and_then(|m| m.reference.clone());
                 let msg = Message::new(
                     None,
                     reference,
@@ -413,48 +483,56 @@ impl Harness {
                     Event::Reply(ReplyStatus::Ok),
                     Payload::Json(json!({})),
                 );
-                self.s.fuzz_on_message(msg, now);
+                e.handle_message(msg, now);
             }
             Op::Advance { ms } => {
-                self.now += Duration::from_millis(u64::from(ms));
-                self.s.on_tick(self.now);
+                u.now += Duration::from_millis(u64::from(ms));
+                e.handle_timeout(u.now);
             }
-            Op::RejoinRegistered => self.s.fuzz_rejoin_registered(now),
+            Op::RejoinRegistered => e.rejoin_registered(now),
             Op::Rejoin { topic } => {
                 let topic = TOPICS[usize::from(topic) % TOPICS.len()];
-                self.s.rejoin(topic, now);
+                e.rejoin(topic, now);
             }
         }
     }
 
     /// A user disconnect, then time past every timeout: everything must be resolved.
     fn finish(mut self) {
-        self.ending = true;
-        self.s.disconnect(self.now);
+        self.user.ending = true;
+        self.engine.disconnect(self.user.now);
         self.run();
         for _ in 0..3 {
-            self.now += Duration::from_secs(3600);
-            self.s.on_tick(self.now);
+            self.user.now += Duration::from_secs(3600);
+            self.engine.handle_timeout(self.user.now);
             self.run();
         }
-        let status = self.s.status();
+        let status = self.engine.status();
         assert_eq!(status.pending_replies, 0, "{status:?}");
         for t in &status.topics {
             assert_eq!(t.buffered_pushes, 0, "{status:?}");
         }
-        assert_eq!(self.s.timer_count(), 0, "timers left: {:?}", self.s);
-        for (r, mut rx) in self.push_waiters {
-            assert!(rx.try_recv().is_ok(), "push {r} got no outcome");
+        assert_eq!(self.engine.timer_count(), 0, "timers left: {:?}", self.engine);
+        let u = &self.user;
+        for (r, kind) in &u.requests {
+            if u.refused.contains(r) {
+                continue;
+            }
+            match kind {
+                Kind::Push | Kind::Leave => {
+                    assert!(u.resolved.contains(r), "{kind:?} {r} got no outcome")
+                }
+                Kind::Join => {}
+            }
         }
-        for (r, n) in &self.callback_pushes {
+        for (r, n) in &u.callback_pushes {
             assert_eq!(*n, 1, "push {r} got {n} outcomes");
         }
-        for (topic, mut rx) in self.join_waiters {
-            match rx.try_recv() {
-                Ok(_) => {}
-                Err(TryRecvError::Empty) if self.s.topic_status(topic.as_str()).is_some() => {}
-                Err(e) => panic!("join waiter of {topic} dropped or lost: {e:?}"),
-            }
+        for (topic, r) in &u.join_waiters {
+            assert!(
+                u.resolved.contains(r) || self.engine.topic_status(topic.as_str()).is_some(),
+                "join waiter {r} of {topic} dropped or lost"
+            );
         }
     }
 }
@@ -480,23 +558,27 @@ fuzz_target!(|input: Input| {
         .push_timeout(Duration::from_millis(5000))
         .join_timeout(Duration::from_millis(3000))
         .max_buffered_pushes(usize::from(input.max_buffered % 8))
-        .retry(RetryPolicy {
-            rejected_join_retries: u32::from(input.rejected_retries % 3),
-            ..RetryPolicy::default()
-        });
+        .rejoin_on_connect(input.rejoin_on_connect)
+        .retry(RetryPolicy::default().rejected_join_retries(u32::from(input.rejected_retries % 3)));
     let mut h = Harness {
-        s: State::new(config),
-        now: Instant::now(),
-        gen: 0,
-        decisions: input.decisions,
-        next_decision: 0,
-        ending: false,
-        sent: Vec::new(),
-        last_join_ref: HashMap::new(),
-        joins: HashMap::new(),
-        push_waiters: Vec::new(),
-        callback_pushes: HashMap::new(),
-        join_waiters: Vec::new(),
+        engine: Engine::new(config),
+        user: User {
+            now: Instant::now(),
+            gen: 0,
+            rejoin_on_connect: input.rejoin_on_connect,
+            decisions: input.decisions,
+            next_decision: 0,
+            ending: false,
+            sent: Vec::new(),
+            last_join_ref: HashMap::new(),
+            joins: HashMap::new(),
+            requests: HashMap::new(),
+            refused: HashSet::new(),
+            resolved: HashSet::new(),
+            callback_pushes: HashMap::new(),
+            join_waiters: Vec::new(),
+            next_request: 0,
+        },
     };
     for op in input.ops.into_iter().take(256) {
         h.op(op);

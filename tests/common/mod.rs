@@ -44,18 +44,18 @@ impl Recorder {
 }
 
 impl SlipstreamActor for Recorder {
-    fn handle_connect(&mut self, socket: &mut Socket<'_, Self>) {
+    fn handle_connect(&mut self, _socket: &mut Socket<'_, Self>) {
         self.record(Ev::Connected);
-        socket.rejoin_registered();
     }
 
     fn handle_disconnect(
         &mut self,
         reason: &DisconnectReason,
+        default: AfterDisconnect,
         _socket: &mut Socket<'_, Self>,
     ) -> AfterDisconnect {
         self.record(Ev::Disconnected(reason.clone()));
-        actix_slipstream::default_after_disconnect(reason)
+        default
     }
 
     fn handle_join(&mut self, topic: &Topic, response: &Payload, _socket: &mut Socket<'_, Self>) {
@@ -90,10 +90,11 @@ impl SlipstreamActor for Recorder {
         &mut self,
         topic: &Topic,
         reason: &TopicCloseReason,
-        socket: &mut Socket<'_, Self>,
+        default: AfterTopicClose,
+        _socket: &mut Socket<'_, Self>,
     ) -> AfterTopicClose {
         self.record(Ev::TopicClosed(topic.to_string(), reason.clone()));
-        socket.default_after_topic_close(topic.as_str(), reason)
+        default
     }
 
     fn terminate(&mut self) {

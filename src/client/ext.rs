@@ -41,11 +41,11 @@ use futures_util::stream::{self, Stream};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::actor::SlipstreamActor;
-use crate::client::{Client, GetStatus, Join, Leave, Push};
+use super::messages::{GetStatus, Join, Leave, Push, Subscribe};
+use super::{Client, SlipstreamActor};
+use crate::engine::Status;
 use crate::error::{ClientStopped, JoinError, LeaveError, PushError};
 use crate::message::{Event, Payload, Reply, Topic};
-use crate::state::Status;
 
 /// A message received on a topic (a server push or a broadcast), as given to
 /// subscribers.
@@ -65,7 +65,7 @@ pub struct TopicMessage {
 #[error("subscriber lagged behind: {0} message(s) skipped")]
 pub struct Lagged(pub u64);
 
-/// A stream of one topic's messages, from [`Subscribe`] or [`ClientExt::subscribe`].
+/// A stream of one topic's messages, from [`Subscribe`](crate::Subscribe) or [`ClientExt::subscribe`].
 ///
 /// It survives reconnects and rejoins (it observes the topic, it does not join
 /// it). It is bounded: a consumer that falls more than the subscription's
@@ -102,22 +102,6 @@ impl Stream for Subscription {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         self.inner.as_mut().poll_next(cx)
     }
-}
-
-/// Subscribe to a topic's messages. Responds with a [`Subscription`].
-///
-/// `capacity` bounds how far a subscriber may fall behind before it gets
-/// [`Lagged`]; subscribers of one topic share the capacity of the first one.
-#[derive(Debug, Clone)]
-pub struct Subscribe {
-    /// The topic.
-    pub topic: Topic,
-    /// Messages buffered per subscriber (at least 1).
-    pub capacity: usize,
-}
-
-impl actix::Message for Subscribe {
-    type Result = Subscription;
 }
 
 /// Awaitable client operations on the client's [`Addr`], usable from any async code.

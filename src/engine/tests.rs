@@ -1,15 +1,25 @@
-//! Unit tests of the state machine, driven without sockets or real time.
+//! Unit tests of the engine, driven through [`drive`] without sockets or real time.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
 
 use super::*;
 use crate::backoff::Backoff;
-use crate::message::ReplyStatus;
-use serde_json::json;
+use crate::error::{JoinError, LeaveError, PushError};
+use crate::message::{Event, Payload, Ref, Reply, ReplyStatus};
+use crate::ConnectionStatus;
 
-/// Emulates the client actor with the default callbacks, recording what happens.
+/// Runs the engine through [`drive`] with the default decisions, recording what happens.
 struct Harness {
-    s: State,
+    s: Engine,
     now: Instant,
     gen: u64,
+    outcomes: Rc<RefCell<HashMap<RequestId, Outcome>>>,
+    next_request: u64,
 }
 
 #[derive(Default, Debug)]
@@ -35,6 +45,127 @@ impl Out {
     }
 }
 
+/// The test's [`Driver`]: records effects and notifications, takes every default decision.
+struct Recorder<'a> {
+    out: &'a mut Out,
+    gen: &'a mut u64,
+    outcomes: &'a RefCell<HashMap<RequestId, Outcome>>,
+}
+
+impl Driver for Recorder<'_> {
+    fn send(&mut self, _: &mut Engine, message: Message) {
+        self.out.sent.push(message);
+    }
+    fn connect(&mut self, _: &mut Engine, conn: ConnId) {
+        *self.gen = conn.0;
+        self.out.connects.push(conn.0);
+    }
+    fn close(&mut self, _: &mut Engine, code: u16) {
+        self.out.closes.push(code);
+    }
+    fn resolve(&mut self, _: &mut Engine, request: RequestId, outcome: Outcome) {
+        let old = self.outcomes.borrow_mut().insert(request, outcome);
+        assert!(old.is_none(), "{request} resolved twice");
+    }
+    fn connected(&mut self, _: &mut Engine) {
+        self.out.events.push("connected".into());
+    }
+    fn disconnected(
+        &mut self,
+        _: &mut Engine,
+        reason: &DisconnectReason,
+        default: AfterDisconnect,
+    ) -> AfterDisconnect {
+        self.out.events.push(format!("disconnected: {reason}"));
+        default
+    }
+    fn joined(&mut self, _: &mut Engine, topic: &Topic, _: &Payload) {
+        self.out.events.push(format!("joined {topic}"));
+    }
+    fn topic_closed(
+        &mut self,
+        _: &mut Engine,
+        topic: &Topic,
+        reason: &TopicCloseReason,
+        default: AfterTopicClose,
+    ) -> AfterTopicClose {
+        self.out.events.push(format!("closed {topic}: {reason}"));
+        default
+    }
+    fn left(&mut self, _: &mut Engine, topic: &Topic) {
+        self.out.events.push(format!("left {topic}"));
+    }
+    fn message(&mut self, _: &mut Engine, topic: Topic, event: Event, _: Payload) {
+        self.out.events.push(format!("message {topic} {event}"));
+    }
+    fn reply(
+        &mut self,
+        _: &mut Engine,
+        topic: Topic,
+        reference: Ref,
+        result: Result<Reply, PushError>,
+    ) {
+        self.out.events.push(format!(
+            "reply {topic} {reference} {}",
+            match result {
+                Ok(r) => r.status.to_string(),
+                Err(e) => format!("error: {e}"),
+            }
+        ));
+    }
+}
+
+/// The outcome of a request made with a waiter, read like a oneshot receiver.
+struct Rx<T> {
+    id: RequestId,
+    outcomes: Rc<RefCell<HashMap<RequestId, Outcome>>>,
+    _kind: std::marker::PhantomData<T>,
+}
+
+/// Not resolved (yet).
+#[derive(Debug)]
+struct Empty;
+
+trait FromOutcome: Sized {
+    fn from_outcome(o: Outcome) -> Self;
+}
+
+impl FromOutcome for Result<Payload, JoinError> {
+    fn from_outcome(o: Outcome) -> Self {
+        match o {
+            Outcome::Join(r) => r,
+            other => panic!("not a join outcome: {other:?}"),
+        }
+    }
+}
+
+impl FromOutcome for Result<(), LeaveError> {
+    fn from_outcome(o: Outcome) -> Self {
+        match o {
+            Outcome::Leave(r) => r,
+            other => panic!("not a leave outcome: {other:?}"),
+        }
+    }
+}
+
+impl FromOutcome for Result<Reply, PushError> {
+    fn from_outcome(o: Outcome) -> Self {
+        match o {
+            Outcome::Push(r) => r,
+            other => panic!("not a push outcome: {other:?}"),
+        }
+    }
+}
+
+impl<T: FromOutcome> Rx<T> {
+    fn try_recv(&mut self) -> Result<T, Empty> {
+        match self.outcomes.borrow_mut().remove(&self.id) {
+            Some(o) => Ok(T::from_outcome(o)),
+            None => Err(Empty),
+        }
+    }
+}
+
 fn config() -> Config {
     Config::new("ws://127.0.0.1:1/socket")
         .reconnect_backoff(Backoff::from_millis(&[10, 20]))
@@ -47,9 +178,11 @@ fn config() -> Config {
 impl Harness {
     fn new(config: Config) -> Self {
         Harness {
-            s: State::new(config),
+            s: Engine::new(config),
             now: Instant::now(),
             gen: 0,
+            outcomes: Rc::default(),
+            next_request: 0,
         }
     }
 
@@ -58,76 +191,44 @@ impl Harness {
         h.s.connect();
         let out = h.step();
         h.gen = out.connects[0];
-        h.s.on_connected(h.gen, h.now);
+        h.s.handle_connected(ConnId(h.gen), h.now);
         h.step();
         h
     }
 
+    fn request<T>(&mut self) -> Rx<T> {
+        self.next_request += 1;
+        Rx {
+            id: RequestId(self.next_request),
+            outcomes: self.outcomes.clone(),
+            _kind: std::marker::PhantomData,
+        }
+    }
+
     fn step(&mut self) -> Out {
         let mut out = Out::default();
-        while let Some(effect) = self.s.pop_effect() {
-            match effect {
-                Effect::Send(m) => out.sent.push(m),
-                Effect::Connect { gen } => {
-                    self.gen = gen;
-                    out.connects.push(gen)
-                }
-                Effect::Close { code } => out.closes.push(code),
-                Effect::Callback(cb) => match cb {
-                    Callback::Connected => {
-                        out.events.push("connected".into());
-                        self.s.rejoin_registered(self.now);
-                        self.s.after_connect(self.now);
-                    }
-                    Callback::Disconnected(reason) => {
-                        out.events.push(format!("disconnected: {reason}"));
-                        let d = if reason.is_requested() {
-                            AfterDisconnect::StayDisconnected
-                        } else {
-                            AfterDisconnect::Reconnect
-                        };
-                        self.s.after_disconnect(d, self.now);
-                    }
-                    Callback::Joined { topic, .. } => out.events.push(format!("joined {topic}")),
-                    Callback::TopicClosed { topic, reason } => {
-                        out.events.push(format!("closed {topic}: {reason}"));
-                        let d = self.s.default_after_topic_close(topic.as_str(), &reason);
-                        self.s.after_topic_close(&topic, d, self.now);
-                    }
-                    Callback::Left { topic } => out.events.push(format!("left {topic}")),
-                    Callback::Message { topic, event, .. } => {
-                        out.events.push(format!("message {topic} {event}"))
-                    }
-                    Callback::Reply {
-                        topic,
-                        reference,
-                        result,
-                    } => out.events.push(format!(
-                        "reply {topic} {reference} {}",
-                        match result {
-                            Ok(r) => r.status.to_string(),
-                            Err(e) => format!("error: {e}"),
-                        }
-                    )),
-                },
-            }
-        }
+        let mut recorder = Recorder {
+            out: &mut out,
+            gen: &mut self.gen,
+            outcomes: &self.outcomes,
+        };
+        drive(&mut self.s, &mut recorder, self.now);
         out
     }
 
     fn advance(&mut self, ms: u64) -> Out {
         self.now += Duration::from_millis(ms);
-        self.s.on_tick(self.now);
+        self.s.handle_timeout(self.now);
         self.step()
     }
 
     fn recv(&mut self, msg: Message) -> Out {
-        self.s.on_message(msg, self.now);
+        self.s.handle_message(msg, self.now);
         self.step()
     }
 
     fn join(&mut self, topic: &str) -> Out {
-        self.s.join(Topic::from(topic), json!({}), None, self.now);
+        self.s.join(topic, json!({}), None, self.now);
         self.step()
     }
 
@@ -137,15 +238,15 @@ impl Harness {
             Event::from("echo"),
             Payload::empty(),
             self.s.config().push_timeout,
-            ReplyTo::Callback,
+            None,
             self.now,
         );
         (r, self.step())
     }
 
     fn drop_connection(&mut self) -> Out {
-        self.s.on_closed(
-            self.gen,
+        self.s.handle_closed(
+            ConnId(self.gen),
             DisconnectReason::ConnectionLost("test".into()),
             self.now,
         );
@@ -155,7 +256,7 @@ impl Harness {
     fn reconnect_after_backoff(&mut self) -> Out {
         let mut out = self.advance(20);
         assert_eq!(out.connects.len(), 1, "a reconnect after the backoff");
-        self.s.on_connected(self.gen, self.now);
+        self.s.handle_connected(ConnId(self.gen), self.now);
         let more = self.step();
         out.sent.extend(more.sent);
         out.events.extend(more.events);
@@ -218,7 +319,7 @@ fn join_of_a_joined_or_joining_topic_sends_nothing() {
         0,
         "joining: no duplicate phx_join"
     );
-    let jr = h.s.channels["room:1"].current_join_ref().unwrap();
+    let jr = h.s.join_ref("room:1").unwrap();
     h.recv(reply("room:1", Some(&jr), &jr, ReplyStatus::Ok, json!({})));
     assert_eq!(
         h.join("room:1").joins().len(),
@@ -380,11 +481,11 @@ fn phx_close_is_final_and_removes_the_topic_from_the_registry() {
 fn leave_sends_one_phx_leave_and_a_second_leave_sends_nothing() {
     let mut h = Harness::connected(config());
     let jr = joined(&mut h, "room:1");
-    h.s.leave("room:1", h.now);
+    h.s.leave("room:1", None, h.now);
     let out = h.step();
     let leave = out.by_event("phx_leave")[0].clone();
     assert_eq!(leave.join_ref.as_ref(), Some(&jr));
-    h.s.leave("room:1", h.now);
+    h.s.leave("room:1", None, h.now);
     assert!(h.step().sent.is_empty());
     let lr = leave.reference.unwrap();
     let out = h.recv(reply("room:1", Some(&jr), &lr, ReplyStatus::Ok, json!({})));
@@ -513,15 +614,15 @@ fn answered_heartbeat_keeps_the_connection_and_resets_the_reconnect_backoff() {
     let mut h = Harness::connected(config());
     h.drop_connection();
     h.advance(10);
-    h.s.on_closed(
-        h.gen,
+    h.s.handle_closed(
+        ConnId(h.gen),
         DisconnectReason::ConnectFailed(ConnectError::Refused(403)),
         h.now,
     );
     h.step();
     assert_eq!(h.s.reconnect.attempt(), 2);
     let out = h.advance(20);
-    h.s.on_connected(out.connects[0], h.now);
+    h.s.handle_connected(ConnId(out.connects[0]), h.now);
     h.step();
     let hb = h.advance(1000).by_event("heartbeat")[0]
         .reference
@@ -565,7 +666,7 @@ fn join_asked_while_disconnected_is_sent_at_the_next_connect() {
     assert!(h.step().sent.is_empty());
     h.s.connect();
     let out = h.step();
-    h.s.on_connected(out.connects[0], h.now);
+    h.s.handle_connected(ConnId(out.connects[0]), h.now);
     let out = h.step();
     assert_eq!(out.joins().len(), 1);
     assert_eq!(out.joins()[0].payload, Payload::Json(json!({"a": 1})));
@@ -573,7 +674,7 @@ fn join_asked_while_disconnected_is_sent_at_the_next_connect() {
 
 #[test]
 fn v1_phx_error_without_join_ref_is_matched_by_ref() {
-    let mut h = Harness::connected(config().serializer(crate::Serializer::V1));
+    let mut h = Harness::connected(config().serializer(crate::codec::Serializer::V1));
     let jr = joined(&mut h, "room:1");
     let out = h.recv(Message::new(
         None,
@@ -598,36 +699,33 @@ fn v1_phx_error_without_join_ref_is_matched_by_ref() {
 
 // ---------------------------------------------------------------- lifecycle
 
-type JoinRx = tokio::sync::oneshot::Receiver<Result<Payload, JoinError>>;
-type LeaveRx = tokio::sync::oneshot::Receiver<Result<(), LeaveError>>;
+type JoinRx = Rx<Result<Payload, JoinError>>;
+type LeaveRx = Rx<Result<(), LeaveError>>;
 
 /// A `Join` message: the join with a waiter.
 fn join_waiting(h: &mut Harness, topic: &str, params: Value) -> (JoinRx, Out) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    h.s.join(Topic::from(topic), params, Some(tx), h.now);
+    let rx = h.request();
+    h.s.join(topic, params, Some(rx.id), h.now);
     (rx, h.step())
 }
 
 /// A `Leave` message: the leave with a waiter.
 fn leave_waiting(h: &mut Harness, topic: &str) -> (LeaveRx, Out) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    h.s.leave_with(topic, Some(tx), h.now);
+    let rx = h.request();
+    h.s.leave(topic, Some(rx.id), h.now);
     (rx, h.step())
 }
 
 /// A `Push` message: the push with a waiter.
-fn push_waiting(
-    h: &mut Harness,
-    topic: &str,
-) -> tokio::sync::oneshot::Receiver<Result<Reply, PushError>> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
+fn push_waiting(h: &mut Harness, topic: &str) -> Rx<Result<Reply, PushError>> {
+    let rx = h.request();
     let timeout = h.s.config().push_timeout;
     h.s.push(
         topic,
         Event::from("echo"),
         Payload::empty(),
         timeout,
-        ReplyTo::Sender(tx),
+        Some(rx.id),
         h.now,
     )
     .unwrap();
@@ -907,7 +1005,7 @@ fn a_stopping_client_ignores_connect_requests_until_it_starts_again() {
     h.step();
     h.s.connect();
     h.s.reconnect(h.now);
-    h.s.after_disconnect(AfterDisconnect::Reconnect, h.now);
+    h.s.decide_disconnect(AfterDisconnect::Reconnect, h.now);
     let out = h.advance(60_000);
     assert!(out.connects.is_empty());
     assert_eq!(h.s.connection_status(), ConnectionStatus::Disconnected);
@@ -917,7 +1015,7 @@ fn a_stopping_client_ignores_connect_requests_until_it_starts_again() {
     h.s.connect();
     let out = h.step();
     assert_eq!(out.connects.len(), 1);
-    h.s.on_connected(h.gen, h.now);
+    h.s.handle_connected(ConnId(h.gen), h.now);
     assert_eq!(h.step().joins().len(), 1);
 }
 
@@ -928,8 +1026,8 @@ fn a_join_ok_resets_the_reconnect_backoff() {
     h.step();
     h.drop_connection();
     h.advance(10);
-    h.s.on_closed(
-        h.gen,
+    h.s.handle_closed(
+        ConnId(h.gen),
         DisconnectReason::ConnectFailed(ConnectError::Timeout),
         h.now,
     );

@@ -12,6 +12,16 @@
 //!   leaves in one syscall, with no per-frame channel message. User pushes (and pongs)
 //!   are queued only within its byte budget; the client's own protocol frames (joins,
 //!   leaves, heartbeats, close), whose number the topic registry bounds, always are.
+//!
+//! Beside them: [`guard`] (the frame-size limit enforced at the frame header),
+//! [`fragments`] (reassembly of fragmented messages), [`close`] (the closing
+//! handshake) and `tls` (rustls for `wss://`).
+
+pub(crate) mod close;
+pub(crate) mod fragments;
+mod guard;
+#[cfg(feature = "rustls")]
+pub(crate) mod tls;
 
 use std::cell::RefCell;
 use std::pin::Pin;
@@ -24,11 +34,11 @@ use awc::error::WsProtocolError;
 use awc::ws;
 use awc::BoxedSocket;
 use bytes::{Buf, BytesMut};
-use futures_util::stream::{self, Stream, StreamExt};
+use futures_util::stream::{self, Stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::Notify;
 
-use crate::frame_guard::FrameGuard;
+use guard::FrameGuard;
 
 /// Smallest read; also the read buffer's size while the connection is quiet.
 const MIN_READ: usize = 1024;
@@ -123,35 +133,6 @@ impl Stream for SharedFrames {
             None => Poll::Ready(None),
         }
     }
-}
-
-/// Finishes the closing handshake of a connection whose close frame is queued,
-/// without the actor (it stopped): reads until the server's close frame, the end of
-/// the connection or `wait`, then lets the writer shut the connection down (so the
-/// server, as RFC 6455 asks, ends the TCP connection first, and reads the close
-/// frame before the end of the stream). Done once the writer is.
-pub(crate) fn finish_close(
-    frames: Option<Frames>,
-    mut writer: WriterHandle,
-    wait: Duration,
-) -> tokio::task::JoinHandle<()> {
-    actix_rt::spawn(async move {
-        if let Some(mut frames) = frames {
-            let answered = async {
-                while let Some(frame) = frames.next().await {
-                    if matches!(frame, Ok(ws::Frame::Close(_)) | Err(_)) {
-                        break;
-                    }
-                }
-            };
-            let _ = actix_rt::time::timeout(wait, answered).await;
-        }
-        let done = writer.take_done();
-        drop(writer);
-        if let Some(done) = done {
-            let _ = actix_rt::time::timeout(wait, done).await;
-        }
-    })
 }
 
 /// Frames encoded by the actor, waiting for the writer task.

@@ -1,10 +1,13 @@
 //! The topic registry: the topics the user wants joined, with their join params.
 //!
-//! Every `join` records its topic here; a user `leave` or a final `phx_close` from the
-//! server removes it. When the socket (re)connects, the default
-//! [`handle_connect`](crate::SlipstreamActor::handle_connect) rejoins every topic in
-//! the registry, so topics joined dynamically survive reconnects with no user code.
-//! The registry lives in the client actor, so it also survives supervisor restarts.
+//! Every `join` records its topic here; a user `leave`, a final `phx_close` from the
+//! server or a topic given up removes it. When the socket (re)connects, the engine
+//! rejoins every topic in the registry before
+//! [`handle_connect`](crate::SlipstreamActor::handle_connect) runs (unless
+//! [`Config::rejoin_on_connect`](crate::Config::rejoin_on_connect) turns it off), so
+//! topics joined dynamically survive reconnects with no user code. The registry lives
+//! in the client actor, so it also survives supervisor restarts. Users read it
+//! ([`Socket::registry`](crate::Socket::registry)); only the engine changes it.
 
 use std::collections::HashMap;
 
@@ -37,12 +40,12 @@ struct Entry {
 
 impl TopicRegistry {
     /// An empty registry.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Records a wanted topic, or updates its params (keeping its place).
-    pub fn insert(&mut self, topic: Topic, params: Value) {
+    pub(crate) fn insert(&mut self, topic: Topic, params: Value) {
         match self.entries.get_mut(&topic) {
             Some(e) => e.params = params,
             None => {
@@ -54,7 +57,7 @@ impl TopicRegistry {
     }
 
     /// Forgets a topic; returns its params if it was registered.
-    pub fn remove(&mut self, topic: &str) -> Option<Value> {
+    pub(crate) fn remove(&mut self, topic: &str) -> Option<Value> {
         self.entries.remove(topic).map(|e| e.params)
     }
 
@@ -85,11 +88,6 @@ impl TopicRegistry {
         v.into_iter()
             .map(|(t, e)| (t.clone(), e.params.clone()))
             .collect()
-    }
-
-    /// Forgets every topic.
-    pub fn clear(&mut self) {
-        self.entries.clear();
     }
 }
 

@@ -5,25 +5,26 @@ use std::time::{Duration, Instant};
 use actix::Context;
 use serde_json::Value;
 
-use crate::actor::SlipstreamActor;
-use crate::channel::{ReplyTo, TopicCloseReason, TopicStatus};
-use crate::client::Client;
+use super::{Client, SlipstreamActor};
 use crate::config::Config;
+use crate::engine::{Engine, Status, TopicRegistry, TopicStatus};
 use crate::error::PushError;
 use crate::message::{Event, Payload, Ref, Topic};
-use crate::registry::TopicRegistry;
-use crate::state::{AfterTopicClose, State, Status};
 
 /// The connection as seen from a callback: join, leave, push, connect, disconnect,
 /// status.
 ///
 /// Every action is queued and carried out as soon as the callback returns, in order.
 pub struct Socket<'a, A: SlipstreamActor> {
-    pub(crate) state: &'a mut State,
-    pub(crate) ctx: &'a mut Context<Client<A>>,
+    engine: &'a mut Engine,
+    ctx: &'a mut Context<Client<A>>,
 }
 
-impl<A: SlipstreamActor> Socket<'_, A> {
+impl<'a, A: SlipstreamActor> Socket<'a, A> {
+    pub(crate) fn new(engine: &'a mut Engine, ctx: &'a mut Context<Client<A>>) -> Self {
+        Socket { engine, ctx }
+    }
+
     /// Joins a topic with params and records it in the registry, so it is rejoined
     /// after every reconnect. If the topic is already wanted with the same params,
     /// nothing is sent; if it is wanted with other params, nothing changes and a
@@ -31,25 +32,25 @@ impl<A: SlipstreamActor> Socket<'_, A> {
     /// [`Join`](crate::Join)). A join asked for while the topic's leave is in flight
     /// is sent once the leave is done.
     pub fn join(&mut self, topic: impl Into<Topic>, params: Value) {
-        self.state.join(topic.into(), params, None, Instant::now());
+        self.engine.join(topic, params, None, Instant::now());
     }
 
     /// Rejoins a registered topic with its registered params; false if it is not registered.
     pub fn rejoin(&mut self, topic: &str) -> bool {
-        self.state.rejoin(topic, Instant::now())
+        self.engine.rejoin(topic, Instant::now())
     }
 
-    /// Rejoins every registered topic that is not joined or joining (what the default
-    /// `handle_connect` does).
+    /// Rejoins every registered topic that is not joined or joining (what the client
+    /// does at each connect unless [`Config::rejoin_on_connect`] is off).
     pub fn rejoin_registered(&mut self) {
-        self.state.rejoin_registered(Instant::now());
+        self.engine.rejoin_registered(Instant::now());
     }
 
     /// Leaves a topic and removes it from the registry. Fire-and-forget:
     /// [`SlipstreamActor::handle_leave`] runs once the topic is left (the
     /// [`Leave`](crate::Leave) message is the awaitable form).
     pub fn leave(&mut self, topic: &str) {
-        self.state.leave(topic, Instant::now());
+        self.engine.leave(topic, None, Instant::now());
     }
 
     /// Pushes an event with the default push timeout. The outcome reaches
@@ -65,7 +66,7 @@ impl<A: SlipstreamActor> Socket<'_, A> {
         event: impl Into<Event>,
         payload: impl Into<Payload>,
     ) -> Result<Ref, PushError> {
-        let timeout = self.state.config().push_timeout;
+        let timeout = self.engine.config().push_timeout;
         self.push_with_timeout(topic, event, payload, timeout)
     }
 
@@ -80,12 +81,12 @@ impl<A: SlipstreamActor> Socket<'_, A> {
         payload: impl Into<Payload>,
         timeout: Duration,
     ) -> Result<Ref, PushError> {
-        self.state.push(
+        self.engine.push(
             topic,
             event.into(),
             payload.into(),
             timeout,
-            ReplyTo::Callback,
+            None,
             Instant::now(),
         )
     }
@@ -93,67 +94,57 @@ impl<A: SlipstreamActor> Socket<'_, A> {
     /// Timers held by the state machine (for leak checks in tests).
     #[doc(hidden)]
     pub fn timer_count(&self) -> usize {
-        self.state.timer_count()
+        self.engine.timer_count()
     }
 
     /// Connects, unless connected or connecting. Ignored while the client is
     /// stopping (in `handle_disconnect` with [`DisconnectReason::Stopped`](crate::DisconnectReason::Stopped)).
     pub fn connect(&mut self) {
-        self.state.connect();
+        self.engine.connect();
     }
 
     /// Closes the connection (if any) and connects again at once. Ignored while the
     /// client is stopping.
     pub fn reconnect(&mut self) {
-        self.state.reconnect(Instant::now());
+        self.engine.reconnect(Instant::now());
     }
 
     /// Closes the connection with code 1000. The default `handle_disconnect` does
     /// not reconnect after it; topics stay registered for a later `connect`.
     pub fn disconnect(&mut self) {
-        self.state.disconnect(Instant::now());
+        self.engine.disconnect(Instant::now());
     }
 
     /// A snapshot of the connection and topics.
     pub fn status(&self) -> Status {
-        self.state.status()
+        self.engine.status()
     }
 
     /// The state of one topic, if known.
     pub fn topic_status(&self, topic: &str) -> Option<TopicStatus> {
-        self.state.topic_status(topic)
+        self.engine.topic_status(topic)
     }
 
     /// The join_ref of a topic's current join, if a join was sent (phoenix.js
     /// `channel.joinRef()`): it changes at every rejoin, so it tells the
-    /// [presence tracker](crate::presence::Presences::handle_at) when a new join began.
+    /// presence tracker when a new join began.
     pub fn join_ref(&self, topic: impl AsRef<str>) -> Option<Ref> {
-        self.state.join_ref(topic.as_ref())
+        self.engine.join_ref(topic.as_ref())
     }
 
     /// Whether the websocket is open.
     pub fn is_connected(&self) -> bool {
-        self.state.is_connected()
+        self.engine.is_connected()
     }
 
     /// The topics the client wants joined, with their params.
     pub fn registry(&self) -> &TopicRegistry {
-        self.state.registry()
+        self.engine.registry()
     }
 
     /// The configuration.
     pub fn config(&self) -> &Config {
-        self.state.config()
-    }
-
-    /// What the [`RetryPolicy`](crate::RetryPolicy) says to do after a topic closed
-    /// (the default of [`SlipstreamActor::handle_topic_close`]).
-    pub fn default_after_topic_close(
-        &self,
-        topic: &str,
-        reason: &TopicCloseReason,
-    ) -> AfterTopicClose {
-        self.state.default_after_topic_close(topic, reason)
+        self.engine.config()
     }
 
     /// The actor's context, to spawn futures, run timers or get the actor's address.

@@ -1,32 +1,37 @@
 //! The [`SlipstreamActor`] trait: the callbacks a user implements.
 
-use crate::channel::TopicCloseReason;
+use super::Socket;
+use crate::engine::{AfterDisconnect, AfterTopicClose, DisconnectReason, TopicCloseReason};
 use crate::error::PushError;
 use crate::message::{Event, Payload, Ref, Reply, Topic};
 use crate::presence::{PresenceUpdate, Presences};
-use crate::socket::Socket;
-use crate::state::{AfterDisconnect, AfterTopicClose, DisconnectReason};
 
 /// A Phoenix Channels client's behaviour: implement it on your own struct, then start
 /// it with [`Client`](crate::Client).
 ///
 /// Every callback has a default, so an empty `impl` is a working client that
 /// connects, reconnects with backoff, and rejoins every topic it was asked to join.
+/// Overriding a callback never loses what the client does by itself: the rejoin of
+/// the registry happens before `handle_connect`, the callbacks that decide something
+/// get the default decision as an argument, and the presence tracker is fed before
+/// `handle_presence`.
 ///
 /// # Lifecycle
 ///
 /// 1. [`init`](Self::init) runs when the actor starts (and again after a supervisor
 ///    restart). By default it connects.
-/// 2. [`handle_connect`](Self::handle_connect) runs when the websocket opens. By
-///    default it rejoins every topic in the [`TopicRegistry`](crate::TopicRegistry):
-///    every topic joined so far (through [`Join`](crate::Join) messages or
-///    `socket.join`), with its params, that has not been left.
+/// 2. When the websocket opens, the client rejoins every topic in the
+///    [`TopicRegistry`](crate::TopicRegistry) (every topic joined so far, through
+///    [`Join`](crate::Join) messages or `socket.join`, with its params, that has not
+///    been left; [`Config::rejoin_on_connect`](crate::Config::rejoin_on_connect)
+///    turns it off), then [`handle_connect`](Self::handle_connect) runs.
 /// 3. [`handle_join`](Self::handle_join) runs when a join succeeds;
 ///    [`handle_message`](Self::handle_message) for each push or broadcast on a joined
 ///    topic; [`handle_reply`](Self::handle_reply) for replies to `socket.push`.
 /// 4. [`handle_topic_close`](Self::handle_topic_close) runs when a topic closes
 ///    without being left: the channel crashed (`phx_error`) or a join failed
-///    (rejected, unmatched topic, timeout). It returns whether to rejoin.
+///    (rejected, unmatched topic, timeout). It gets what the
+///    [`RetryPolicy`](crate::RetryPolicy) says and returns whether to rejoin.
 /// 5. [`handle_leave`](Self::handle_leave) runs when a topic is left: by the user, or
 ///    by the server (`phx_close`, e.g. the channel stopped). Left topics leave the
 ///    registry. It runs exactly once per left topic, whatever ends the leave (the
@@ -34,8 +39,8 @@ use crate::state::{AfterDisconnect, AfterTopicClose, DisconnectReason};
 ///    a user leave always ends in `handle_leave`.
 /// 6. [`handle_disconnect`](Self::handle_disconnect) runs when the websocket closes
 ///    for any reason, or a connect fails (a panicking
-///    [`params_fn`](crate::Config::params_fn) included). It returns whether to
-///    reconnect. Pushes in flight fail with [`PushError::ConnectionLost`]; buffered
+///    [`params_fn`](crate::Config::params_fn) included). It gets the default
+///    decision and returns whether to reconnect. Pushes in flight fail with [`PushError::ConnectionLost`]; buffered
 ///    pushes wait for the rejoin.
 /// 7. [`terminate`](Self::terminate) runs when the actor stops: on
 ///    [`Stop`](crate::Stop), after [`AfterDisconnect::Stop`], or once the last
@@ -77,27 +82,28 @@ pub trait SlipstreamActor: Sized + Unpin + 'static {
         socket.connect();
     }
 
-    /// Runs when the websocket opens.
+    /// Runs when the websocket opens, after the client rejoined the registry (unless
+    /// [`Config::rejoin_on_connect`](crate::Config::rejoin_on_connect) is off) and sent
+    /// the joins asked for while disconnected: a notification, nothing to keep.
     ///
-    /// Default: rejoins every topic in the registry. An override keeps that
-    /// behaviour with one call to [`Socket::rejoin_registered`], or leaves it out to
-    /// manage rejoins itself.
-    fn handle_connect(&mut self, socket: &mut Socket<'_, Self>) {
-        socket.rejoin_registered();
-    }
+    /// Default: does nothing.
+    fn handle_connect(&mut self, _socket: &mut Socket<'_, Self>) {}
 
-    /// Runs when the websocket closes or a connect fails.
+    /// Runs when the websocket closes or a connect fails; returns what to do next.
+    /// `default` is the client's own choice: [`AfterDisconnect::Reconnect`] with the
+    /// reconnect backoff, unless the user asked for the disconnect or the
+    /// configuration is invalid ([`AfterDisconnect::StayDisconnected`]). While the
+    /// client stops ([`DisconnectReason::Stopped`]) the decision is ignored, and so
+    /// is a `socket.connect()`: a restarted client connects from `init`.
     ///
-    /// Default: reconnect with the reconnect backoff, unless the user asked for the
-    /// disconnect or the configuration is invalid. While the client stops
-    /// ([`DisconnectReason::Stopped`]) the decision is ignored, and so is a
-    /// `socket.connect()`: a restarted client connects from `init`.
+    /// Default: returns `default`.
     fn handle_disconnect(
         &mut self,
-        reason: &DisconnectReason,
+        _reason: &DisconnectReason,
+        default: AfterDisconnect,
         _socket: &mut Socket<'_, Self>,
     ) -> AfterDisconnect {
-        default_after_disconnect(reason)
+        default
     }
 
     /// Runs when a join succeeds, with the channel's join response.
@@ -142,18 +148,20 @@ pub trait SlipstreamActor: Sized + Unpin + 'static {
     fn handle_leave(&mut self, _topic: &Topic, _socket: &mut Socket<'_, Self>) {}
 
     /// Runs when a topic closes without being left: the channel crashed, or a join
-    /// failed. Returns whether to rejoin.
+    /// failed. Returns whether to rejoin; `default` is what the configured
+    /// [`RetryPolicy`](crate::RetryPolicy) says (crashes and join timeouts are
+    /// rejoined with the rejoin backoff; a rejected join or an unmatched topic is
+    /// given up).
     ///
-    /// Default: as the configured [`RetryPolicy`](crate::RetryPolicy) says (crashes
-    /// and join timeouts are rejoined with the rejoin backoff; a rejected join or an
-    /// unmatched topic is given up).
+    /// Default: returns `default`.
     fn handle_topic_close(
         &mut self,
-        topic: &Topic,
-        reason: &TopicCloseReason,
-        socket: &mut Socket<'_, Self>,
+        _topic: &Topic,
+        _reason: &TopicCloseReason,
+        default: AfterTopicClose,
+        _socket: &mut Socket<'_, Self>,
     ) -> AfterTopicClose {
-        socket.default_after_topic_close(topic.as_str(), reason)
+        default
     }
 
     /// The presence tracker fed automatically by the client, if any: return
@@ -185,21 +193,4 @@ pub trait SlipstreamActor: Sized + Unpin + 'static {
     ///
     /// Default: does nothing.
     fn terminate(&mut self) {}
-}
-
-/// The default decision after a disconnect (what the default
-/// [`SlipstreamActor::handle_disconnect`] returns), for overrides that add to it:
-/// reconnect, except after a disconnect the user asked for or when the
-/// configuration is invalid (a reconnect would fail the same way).
-pub fn default_after_disconnect(reason: &DisconnectReason) -> AfterDisconnect {
-    match reason {
-        DisconnectReason::Requested | DisconnectReason::Stopped => {
-            AfterDisconnect::StayDisconnected
-        }
-        DisconnectReason::ConnectFailed(crate::state::ConnectError::Config(e)) => {
-            log::error!(target: crate::logging::CONNECTION, "not reconnecting: invalid configuration: {e}");
-            AfterDisconnect::StayDisconnected
-        }
-        _ => AfterDisconnect::Reconnect,
-    }
 }

@@ -1,0 +1,86 @@
+//! The requests awaited through messages (`Join`, `Leave`, `Push`): a slot per open
+//! request, indexed by the [`RequestId`] given to the engine (no hashing per reply).
+
+use tokio::sync::oneshot;
+
+use crate::engine::{Outcome, RequestId};
+use crate::error::{JoinError, LeaveError, PushError};
+use crate::message::{Payload, Reply};
+
+/// Where an outcome goes.
+pub(crate) enum Waiter {
+    Join(oneshot::Sender<Result<Payload, JoinError>>),
+    Leave(oneshot::Sender<Result<(), LeaveError>>),
+    Push(oneshot::Sender<Result<Reply, PushError>>),
+}
+
+impl Waiter {
+    fn is_closed_join(&self) -> bool {
+        matches!(self, Waiter::Join(tx) if tx.is_closed())
+    }
+}
+
+/// The open requests. A slot is freed when its outcome is delivered (or the request
+/// is cancelled) and reused by a later request: the engine resolves each request
+/// exactly once, so a freed id is never resolved again.
+#[derive(Default)]
+pub(crate) struct Waiters {
+    slots: Vec<Option<Waiter>>,
+    free: Vec<usize>,
+}
+
+impl Waiters {
+    /// Records a waiter; its id goes to the engine.
+    pub(crate) fn insert(&mut self, waiter: Waiter) -> RequestId {
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(waiter);
+                i
+            }
+            None => {
+                self.slots.push(Some(waiter));
+                self.slots.len() - 1
+            }
+        };
+        RequestId(i as u64)
+    }
+
+    /// Takes a waiter out, freeing its slot.
+    pub(crate) fn remove(&mut self, request: RequestId) -> Option<Waiter> {
+        let i = usize::try_from(request.0).ok()?;
+        let waiter = self.slots.get_mut(i)?.take()?;
+        self.free.push(i);
+        Some(waiter)
+    }
+
+    /// Hands an outcome to its waiter (nothing happens if the waiter is gone).
+    pub(crate) fn resolve(&mut self, request: RequestId, outcome: Outcome) {
+        let Some(waiter) = self.remove(request) else {
+            return;
+        };
+        match (waiter, outcome) {
+            (Waiter::Join(tx), Outcome::Join(r)) => {
+                let _ = tx.send(r);
+            }
+            (Waiter::Leave(tx), Outcome::Leave(r)) => {
+                let _ = tx.send(r);
+            }
+            (Waiter::Push(tx), Outcome::Push(r)) => {
+                let _ = tx.send(r);
+            }
+            (_, outcome) => {
+                log::error!(target: crate::logging::CONNECTION, "{request}: outcome of another kind ({outcome:?}) dropped");
+            }
+        }
+    }
+
+    /// The join requests whose caller stopped waiting (their future was dropped).
+    pub(crate) fn abandoned_joins(&self) -> Vec<RequestId> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.as_ref().is_some_and(Waiter::is_closed_join))
+            .map(|(i, _)| RequestId(i as u64))
+            .collect()
+    }
+}
