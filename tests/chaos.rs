@@ -31,8 +31,8 @@ use actix_slipstream::testing::{
     Action, Channel, JoinOutcome, Refusal, ServerEvent, ServerState, Silence, SocketId, TestServer,
 };
 use actix_slipstream::{
-    Backoff, Client, Config, ConnectionStatus, GetStatus, Join, Payload, Push, PushError, Ref,
-    Reply, SlipstreamActor, Socket, Topic, TopicStatus,
+    Backoff, Client, ClientExt, Config, ConnectionStatus, GetStatus, Join, Payload, Push,
+    PushError, Ref, Reply, SlipstreamActor, Socket, Topic, TopicStatus,
 };
 use serde_json::json;
 use tokio::sync::Notify;
@@ -488,7 +488,7 @@ async fn clients_recover_from_random_faults_and_every_push_gets_exactly_one_outc
     let mut connects = 0;
     for addr in &clients {
         assert!(addr.connected(), "a client stopped");
-        let status = addr.send(GetStatus).await.unwrap();
+        let status = addr.status().await.unwrap();
         assert_eq!(status.pending_replies, 0, "{status:#?}");
         assert!(status.topics.iter().all(|t| t.buffered_pushes == 0));
         connects += status.connects;

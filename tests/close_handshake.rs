@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use actix_slipstream::{Disconnect, DisconnectReason, Join};
+use actix_slipstream::{ClientExt, Disconnect, DisconnectReason};
 use common::*;
 use serde_json::json;
 
@@ -25,10 +25,7 @@ async fn a_client_close_releases_its_socket_once_the_server_answers() {
     // server answers at once, so the socket must be gone well before that.
     let config = config(&server).write_timeout(Duration::from_secs(10));
     let (addr, mut events) = start(config);
-    addr.send(Join::new("room:1", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:1", json!({})).await.unwrap();
     assert!(open_fds() >= before + 2, "client and server sockets");
     let asked = Instant::now();
     addr.send(Disconnect).await.unwrap();

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use actix_slipstream::testing::{Refusal, ServerEvent, TestServer};
 use actix_slipstream::{
-    Backoff, ConnectError, ConnectionStatus, Disconnect, DisconnectKind, DisconnectReason,
-    GetStatus, Join, Payload, Push, PushError, TopicStatus,
+    Backoff, ClientExt, ConnectError, ConnectionStatus, Disconnect, DisconnectKind,
+    DisconnectReason, Join, Payload, Push, PushError, TopicStatus,
 };
 use common::*;
 use serde_json::json;
@@ -27,7 +27,7 @@ async fn refused_connect_is_reported_with_the_http_status() {
         reason,
         DisconnectReason::ConnectFailed(ConnectError::Refused(403))
     );
-    let status = addr.send(GetStatus).await.unwrap();
+    let status = addr.status().await.unwrap();
     assert_eq!(status.connection, ConnectionStatus::WaitingToReconnect);
     assert_eq!(server.counters().accepted, 0);
 }
@@ -56,7 +56,7 @@ async fn user_disconnect_sends_a_close_frame_and_does_not_reconnect() {
                 server.events()
             )
         });
-    let status = addr.send(GetStatus).await.unwrap();
+    let status = addr.status().await.unwrap();
     assert_eq!(
         status.connection,
         ConnectionStatus::Disconnected,
@@ -159,7 +159,7 @@ async fn invalid_config_is_reported_and_not_retried() {
         "{reason:?}"
     );
     assert_eq!(
-        addr.send(GetStatus).await.unwrap().connection,
+        addr.status().await.unwrap().connection,
         ConnectionStatus::Disconnected
     );
 }
@@ -184,11 +184,11 @@ async fn a_panicking_params_closure_is_a_failed_connect_retried_with_the_backoff
     }
     events.connected().await;
     assert_eq!(
-        addr.send(Join::new("room:1", json!({}))).await.unwrap(),
+        addr.join("room:1", json!({})).await,
         Ok(Payload::Json(json!({})))
     );
     assert_eq!(calls.load(Ordering::SeqCst), 3);
-    let status = addr.send(GetStatus).await.unwrap();
+    let status = addr.status().await.unwrap();
     assert_eq!(
         status
             .disconnects_by_reason
@@ -233,7 +233,7 @@ async fn rejoin_after_a_drop(
         .await
         .unwrap_or_else(|_| panic!("not all {n} topics joined on the server"));
     // After exactly one more connect and no other disconnect.
-    let status = addr.send(GetStatus).await.unwrap();
+    let status = addr.status().await.unwrap();
     assert_eq!(status.topics.len(), n);
     assert!(status
         .topics
@@ -243,9 +243,8 @@ async fn rejoin_after_a_drop(
     assert_eq!(server.counters().accepted, 2);
     // Pushes still get their replies afterwards.
     let reply = addr
-        .send(Push::new("room:0", "echo", json!({"after": "rejoin"})))
-        .await
-        .unwrap();
+        .push("room:0", "echo", json!({"after": "rejoin"}))
+        .await;
     assert!(reply.unwrap().status.is_ok());
 }
 
@@ -273,10 +272,7 @@ async fn six_hundred_topics_of_8_kib_params_are_rejoined_with_the_default_send_b
 async fn pushes_over_the_send_buffer_budget_still_fail_with_buffer_full() {
     let server = demo_server().await;
     let (addr, _events) = start(config(&server).send_buffer(1024));
-    addr.send(Join::new("room:1", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:1", json!({})).await.unwrap();
     let big = json!({"pad": "x".repeat(4096)});
     // All queued in one turn of the client: the first fills the budget.
     let pushes: Vec<_> = (0..3)
@@ -290,7 +286,7 @@ async fn pushes_over_the_send_buffer_budget_still_fail_with_buffer_full() {
     assert!(results[0].is_ok(), "{results:?}");
     assert_eq!(results[1], Err(PushError::BufferFull));
     assert_eq!(results[2], Err(PushError::BufferFull));
-    let status = addr.send(GetStatus).await.unwrap();
+    let status = addr.status().await.unwrap();
     assert_eq!(
         status.disconnects, 0,
         "a full buffer is not a connection failure"

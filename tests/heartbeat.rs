@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use actix_slipstream::testing::{ServerEvent, Silence};
-use actix_slipstream::{DisconnectReason, GetStatus, Join};
+use actix_slipstream::{ClientExt, DisconnectReason};
 use common::*;
 use serde_json::json;
 
@@ -26,7 +26,7 @@ async fn answered_heartbeats_keep_the_connection_and_measure_the_round_trip() {
         })
         .await
         .unwrap();
-    let status = addr.send(GetStatus).await.unwrap();
+    let status = addr.status().await.unwrap();
     assert_eq!(status.disconnects, 0);
     assert!(status.last_heartbeat_rtt.is_some());
 }
@@ -36,10 +36,7 @@ async fn a_half_open_link_is_detected_by_the_heartbeat_then_topics_are_rejoined(
     let server = demo_server().await;
     let config = config(&server).heartbeat(Duration::from_millis(100), Duration::from_millis(100));
     let (addr, mut events) = start(config);
-    addr.send(Join::new("room:hb", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:hb", json!({})).await.unwrap();
     let socket = server.wait_for_join("room:hb", WAIT).await.unwrap();
     server.silence(socket, Some(Silence::Ignore)).await.unwrap();
     assert_eq!(

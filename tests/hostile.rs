@@ -16,8 +16,7 @@ use std::time::Duration;
 use actix_slipstream::codec::{DecodeError, Message, Serializer};
 use actix_slipstream::testing::{RawFrame, Refusal, SocketId, TestServer};
 use actix_slipstream::{
-    Backoff, ConnectError, DisconnectReason, Event, GetStatus, Join, Payload, Push, Ref,
-    ReplyStatus,
+    Backoff, ClientExt, ConnectError, DisconnectReason, Event, Payload, Push, Ref, ReplyStatus,
 };
 use bytes::Bytes;
 use common::*;
@@ -36,10 +35,7 @@ async fn joined_client(
     SocketId,
 ) {
     let (addr, mut events) = start(config);
-    addr.send(Join::new("room:1", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:1", json!({})).await.unwrap();
     events.joined("room:1").await;
     let socket = server.wait_for_join("room:1", WAIT).await.unwrap();
     (addr, events, socket)
@@ -122,7 +118,7 @@ async fn garbage_text_and_binary_frames_are_invalid_frames_then_the_client_recov
     }
     let _ = socket;
     still_works(&addr).await;
-    let status = addr.send(GetStatus).await.unwrap();
+    let status = addr.status().await.unwrap();
     assert_eq!(status.disconnects, 6);
     assert_eq!(status.pending_replies, 0);
 }
@@ -180,7 +176,7 @@ async fn a_fragmented_message_under_the_limit_is_reassembled() {
         Payload::Binary(Bytes::from(vec![7u8; 2000]))
     );
     still_works(&addr).await;
-    assert_eq!(addr.send(GetStatus).await.unwrap().disconnects, 0);
+    assert_eq!(addr.status().await.unwrap().disconnects, 0);
 }
 
 #[actix_rt::test]
@@ -275,7 +271,7 @@ async fn replies_for_unknown_refs_and_frames_for_unknown_topics_are_dropped_and_
             .any(|e| matches!(e, Ev::Left(_) | Ev::Disconnected(_) | Ev::Reply(..))),
         "{seen:#?}"
     );
-    let status = addr.send(GetStatus).await.unwrap();
+    let status = addr.status().await.unwrap();
     assert_eq!(status.disconnects, 0);
     assert_eq!(status.pending_replies, 0);
     assert_eq!(
@@ -301,7 +297,7 @@ async fn a_flood_of_pings_is_answered_with_pongs_and_the_client_stays_up() {
         .await
         .unwrap_or_else(|_| panic!("pongs: {}", server.counters().pongs_received));
     still_works(&addr).await;
-    let status = addr.send(GetStatus).await.unwrap();
+    let status = addr.status().await.unwrap();
     assert_eq!(status.disconnects, 0);
 }
 
@@ -318,10 +314,7 @@ async fn an_upgrade_answered_500_404_or_403_is_a_refused_connect_then_the_client
             DisconnectReason::ConnectFailed(ConnectError::Refused(status))
         );
         events.connected().await;
-        addr.send(Join::new("room:1", json!({})))
-            .await
-            .unwrap()
-            .unwrap();
+        addr.join("room:1", json!({})).await.unwrap();
         still_works(&addr).await;
         addr.send(actix_slipstream::Stop).await.unwrap();
     }
@@ -353,10 +346,7 @@ async fn a_server_that_accepts_tcp_but_never_answers_the_upgrade_hits_the_connec
         );
     }
     events.connected().await;
-    addr.send(Join::new("room:1", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:1", json!({})).await.unwrap();
     still_works(&addr).await;
 }
 

@@ -8,8 +8,7 @@ use std::time::Duration;
 use actix::{Handler, Message};
 use actix_slipstream::testing::{RawFrame, ServerEvent, Silence};
 use actix_slipstream::{
-    Client, GetStatus, Join, JoinError, Leave, LeaveError, Payload, Push, TopicCloseReason,
-    TopicStatus,
+    Client, ClientExt, Join, JoinError, Leave, LeaveError, Payload, TopicCloseReason, TopicStatus,
 };
 use common::*;
 use serde_json::json;
@@ -18,16 +17,13 @@ use serde_json::json;
 async fn joining_a_good_topic_returns_the_join_response() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    let response = addr
-        .send(Join::new("room:lobby", json!({"hello": "world"})))
-        .await
-        .unwrap();
+    let response = addr.join("room:lobby", json!({"hello": "world"})).await;
     assert_eq!(response, Ok(Payload::Json(json!({"hello": "world"}))));
     assert_eq!(
         events.joined("room:lobby").await,
         Payload::Json(json!({"hello": "world"}))
     );
-    let status = addr.send(GetStatus).await.unwrap();
+    let status = addr.status().await.unwrap();
     assert_eq!(
         status.topic("room:lobby").unwrap().status,
         TopicStatus::Joined
@@ -42,17 +38,10 @@ async fn a_duplicate_join_is_not_sent() {
     let b = addr.send(Join::new("room:dup", json!({})));
     assert!(a.await.unwrap().is_ok());
     assert!(b.await.unwrap().is_ok());
-    assert!(addr
-        .send(Join::new("room:dup", json!({})))
-        .await
-        .unwrap()
-        .is_ok());
+    assert!(addr.join("room:dup", json!({})).await.is_ok());
     events.joined("room:dup").await;
     // A push round trip orders everything the client sent before it.
-    addr.send(Push::new("room:dup", "echo", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.push("room:dup", "echo", json!({})).await.unwrap();
     assert_eq!(frames_received(&server, Some("room:dup"), "phx_join"), 1);
     assert_eq!(events.count(|e| matches!(e, Ev::Joined(..))), 1);
 }
@@ -61,16 +50,13 @@ async fn a_duplicate_join_is_not_sent() {
 async fn joining_a_topic_no_channel_handles_fails_and_is_not_retried() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    let result = addr
-        .send(Join::new("nochannel:x", json!({})))
-        .await
-        .unwrap();
+    let result = addr.join("nochannel:x", json!({})).await;
     assert_eq!(result, Err(JoinError::UnmatchedTopic));
     assert_eq!(
         events.topic_closed("nochannel:x").await,
         TopicCloseReason::JoinFailed(JoinError::UnmatchedTopic)
     );
-    let status = addr.send(GetStatus).await.unwrap();
+    let status = addr.status().await.unwrap();
     assert!(
         status.topic("nochannel:x").is_none(),
         "given up: no rejoin planned"
@@ -81,10 +67,7 @@ async fn joining_a_topic_no_channel_handles_fails_and_is_not_retried() {
 async fn a_refused_join_is_reported_once_and_given_up() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    let result = addr
-        .send(Join::new("private:x", json!({"token": "nope"})))
-        .await
-        .unwrap();
+    let result = addr.join("private:x", json!({"token": "nope"})).await;
     assert_eq!(
         result,
         Err(JoinError::Rejected(Payload::Json(
@@ -92,18 +75,10 @@ async fn a_refused_join_is_reported_once_and_given_up() {
         )))
     );
     events.topic_closed("private:x").await;
-    assert!(addr
-        .send(GetStatus)
-        .await
-        .unwrap()
-        .topic("private:x")
-        .is_none());
+    assert!(addr.status().await.unwrap().topic("private:x").is_none());
     assert_eq!(frames_received(&server, Some("private:x"), "phx_join"), 1);
     // The right token joins.
-    let ok = addr
-        .send(Join::new("private:x", json!({"token": "secret"})))
-        .await
-        .unwrap();
+    let ok = addr.join("private:x", json!({"token": "secret"})).await;
     assert_eq!(ok, Ok(Payload::Json(json!({}))));
 }
 
@@ -111,10 +86,7 @@ async fn a_refused_join_is_reported_once_and_given_up() {
 async fn leaving_sends_one_phx_leave_and_reports_the_leave() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    addr.send(Join::new("room:bye", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:bye", json!({})).await.unwrap();
     let first = addr.send(Leave::new("room:bye"));
     let second = addr.send(Leave::new("room:bye"));
     assert_eq!(first.await.unwrap(), Ok(()));
@@ -132,21 +104,13 @@ async fn leaving_sends_one_phx_leave_and_reports_the_leave() {
         .await
         .unwrap();
     // Round trip on another topic to be sure nothing else was sent.
-    addr.send(Join::new("room:other", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:other", json!({})).await.unwrap();
     assert_eq!(frames_received(&server, Some("room:bye"), "phx_leave"), 1);
     assert_eq!(
         events.count(|e| matches!(e, Ev::Left(t) if t == "room:bye")),
         1
     );
-    assert!(addr
-        .send(GetStatus)
-        .await
-        .unwrap()
-        .topic("room:bye")
-        .is_none());
+    assert!(addr.status().await.unwrap().topic("room:bye").is_none());
 }
 
 #[actix_rt::test]
@@ -174,14 +138,13 @@ async fn stale_frames_after_a_join_retry_are_ignored() {
         .await
         .unwrap();
     let reply = addr
-        .send(Push::new("room:slow", "echo", json!({"after": "retry"})))
-        .await
-        .unwrap();
+        .push("room:slow", "echo", json!({"after": "retry"}))
+        .await;
     assert_eq!(
         reply.unwrap().response,
         Payload::Json(json!({"after": "retry"}))
     );
-    let status = addr.send(GetStatus).await.unwrap();
+    let status = addr.status().await.unwrap();
     let topic = status.topic("room:slow").unwrap();
     assert_eq!(topic.status, TopicStatus::Joined);
     let socket = server.wait_for_join("room:slow", WAIT).await.unwrap();
@@ -206,10 +169,7 @@ async fn stale_frames_after_a_join_retry_are_ignored() {
 async fn a_join_right_after_a_leave_is_answered_with_that_joins_outcome() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    addr.send(Join::new("room:again", json!({"n": 1})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:again", json!({"n": 1})).await.unwrap();
     // The leave's reply is still on its way when the join arrives.
     server.set_reply_delay(Duration::from_millis(100));
     let leave = addr.send(Leave::new("room:again"));
@@ -226,7 +186,7 @@ async fn a_join_right_after_a_leave_is_answered_with_that_joins_outcome() {
         events.joined("room:again").await,
         Payload::Json(json!({"n": 2}))
     );
-    let status = addr.send(GetStatus).await.unwrap();
+    let status = addr.status().await.unwrap();
     let topic = status.topic("room:again").unwrap();
     assert_eq!(topic.status, TopicStatus::Joined);
     let socket = server.wait_for_join("room:again", WAIT).await.unwrap();
@@ -275,11 +235,9 @@ async fn three_concurrent_joins_with_different_params_get_one_join_and_two_confl
     assert!(server.sockets().iter().all(|s| s.id != old));
     assert_eq!(frames_received(&server, Some("room:n"), "phx_join"), 2);
     // Leaving first, then joining with new params, is the way to change them.
-    assert_eq!(addr.send(Leave::new("room:n")).await.unwrap(), Ok(()));
+    assert_eq!(addr.leave("room:n").await, Ok(()));
     assert_eq!(
-        addr.send(Join::new("room:n", json!({"n": 4})))
-            .await
-            .unwrap(),
+        addr.join("room:n", json!({"n": 4})).await,
         Ok(Payload::Json(json!({"n": 4})))
     );
 }
@@ -300,10 +258,7 @@ impl Handler<TimerCount> for Client<Recorder> {
 async fn phx_error_while_a_user_leave_is_in_flight_ends_the_leave() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    addr.send(Join::new("room:err", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:err", json!({})).await.unwrap();
     let timers = addr.send(TimerCount).await.unwrap();
     let socket = server.wait_for_join("room:err", WAIT).await.unwrap();
     let join_ref = server
@@ -340,12 +295,7 @@ async fn phx_error_while_a_user_leave_is_in_flight_ends_the_leave() {
         timers,
         "the leave timer is cancelled"
     );
-    assert!(addr
-        .send(GetStatus)
-        .await
-        .unwrap()
-        .topic("room:err")
-        .is_none());
+    assert!(addr.status().await.unwrap().topic("room:err").is_none());
     assert_eq!(
         events.count(|e| matches!(e, Ev::TopicClosed(..))),
         0,
@@ -357,16 +307,13 @@ async fn phx_error_while_a_user_leave_is_in_flight_ends_the_leave() {
 async fn an_awaited_leave_resolves_once_the_topic_is_left() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    addr.send(Join::new("room:l", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(addr.send(Leave::new("room:l")).await.unwrap(), Ok(()));
+    addr.join("room:l", json!({})).await.unwrap();
+    assert_eq!(addr.leave("room:l").await, Ok(()));
     // Right after, the topic is gone and handle_leave has run.
-    assert!(addr.send(GetStatus).await.unwrap().topics.is_empty());
+    assert!(addr.status().await.unwrap().topics.is_empty());
     assert_eq!(events.drain_now().last(), Some(&Ev::Left("room:l".into())));
     // A topic never joined: ok at once, as Phoenix answers an unknown leave.
-    assert_eq!(addr.send(Leave::new("room:never")).await.unwrap(), Ok(()));
+    assert_eq!(addr.leave("room:never").await, Ok(()));
     assert_eq!(frames_received(&server, Some("room:never"), "phx_leave"), 0);
 }
 
@@ -375,18 +322,12 @@ async fn an_unconfirmed_leave_times_out_and_the_topic_is_left_anyway() {
     let server = demo_server().await;
     let config = config(&server).push_timeout(Duration::from_millis(300));
     let (addr, mut events) = start(config);
-    addr.send(Join::new("room:t", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:t", json!({})).await.unwrap();
     let socket = server.wait_for_join("room:t", WAIT).await.unwrap();
     server.silence(socket, Some(Silence::Ignore)).await.unwrap();
-    assert_eq!(
-        addr.send(Leave::new("room:t")).await.unwrap(),
-        Err(LeaveError::Timeout)
-    );
+    assert_eq!(addr.leave("room:t").await, Err(LeaveError::Timeout));
     events.left("room:t").await;
-    let status = addr.send(GetStatus).await.unwrap();
+    let status = addr.status().await.unwrap();
     assert!(status.topic("room:t").is_none());
     assert_eq!(events.count(|e| matches!(e, Ev::Left(_))), 1);
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use actix::{Handler, Message};
 use actix_slipstream::testing::{ServerEvent, TestServer};
 use actix_slipstream::{
-    Client, Config, DisconnectReason, GetStatus, Join, JoinError, Leave, LeaveError, Payload, Push,
+    Client, ClientExt, Config, DisconnectReason, Join, JoinError, Leave, LeaveError, Payload, Push,
     PushError, Ref, SlipstreamActor, Socket, Stop, TopicCloseReason, TopicStatus,
 };
 use common::*;
@@ -21,22 +21,16 @@ use tokio::sync::mpsc;
 async fn a_channel_crash_closes_the_topic_then_it_is_rejoined() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    addr.send(Join::new("room:c", json!({"k": 1})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:c", json!({"k": 1})).await.unwrap();
     let before = addr
-        .send(GetStatus)
+        .status()
         .await
         .unwrap()
         .topic("room:c")
         .unwrap()
         .join_ref
         .clone();
-    let crash = addr
-        .send(Push::new("room:c", "crash", json!({})))
-        .await
-        .unwrap();
+    let crash = addr.push("room:c", "crash", json!({})).await;
     assert_eq!(
         crash,
         Err(PushError::ChannelClosed),
@@ -52,7 +46,7 @@ async fn a_channel_crash_closes_the_topic_then_it_is_rejoined() {
         "rejoined with its params"
     );
     let after = addr
-        .send(GetStatus)
+        .status()
         .await
         .unwrap()
         .topic("room:c")
@@ -60,10 +54,7 @@ async fn a_channel_crash_closes_the_topic_then_it_is_rejoined() {
         .clone();
     assert_eq!(after.status, TopicStatus::Joined);
     assert_ne!(after.join_ref, before, "a fresh join_ref");
-    let reply = addr
-        .send(Push::new("room:c", "echo", json!({"after": "crash"})))
-        .await
-        .unwrap();
+    let reply = addr.push("room:c", "echo", json!({"after": "crash"})).await;
     assert!(reply.unwrap().status.is_ok());
 }
 
@@ -71,23 +62,12 @@ async fn a_channel_crash_closes_the_topic_then_it_is_rejoined() {
 async fn a_channel_stop_is_a_final_leave() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    addr.send(Join::new("room:s", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:s", json!({})).await.unwrap();
     addr.do_send(Push::new("room:s", "stop", json!({})));
     events.left("room:s").await;
-    assert!(addr
-        .send(GetStatus)
-        .await
-        .unwrap()
-        .topic("room:s")
-        .is_none());
+    assert!(addr.status().await.unwrap().topic("room:s").is_none());
     // Not rejoined after a reconnect either: it left the registry.
-    addr.send(Join::new("room:keep", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:keep", json!({})).await.unwrap();
     server.drop_all_connections();
     events.connected().await;
     events.joined("room:keep").await;
@@ -126,10 +106,7 @@ async fn server_saw_close_1000(server: &TestServer) {
 async fn stop_gives_every_push_and_join_its_outcome_before_terminate() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    addr.send(Join::new("room:joined", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:joined", json!({})).await.unwrap();
     // From now on replies take long: pushes stay in flight, joins in progress.
     server.set_reply_delay(Duration::from_secs(3));
     let in_flight = addr.send(SocketPush("room:joined")).await.unwrap().unwrap();
@@ -141,7 +118,7 @@ async fn stop_gives_every_push_and_join_its_outcome_before_terminate() {
         .unwrap()
         .unwrap();
     let buffered_msg = addr.send(Push::new("room:joining", "echo", json!({})));
-    let status = addr.send(GetStatus).await.unwrap();
+    let status = addr.status().await.unwrap();
     assert_eq!((status.pending_replies, status.buffered_pushes), (2, 2));
 
     addr.send(Stop).await.unwrap();
@@ -171,10 +148,7 @@ async fn stop_gives_every_push_and_join_its_outcome_before_terminate() {
 async fn stop_resolves_a_leave_in_flight_and_the_topic_is_left() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    addr.send(Join::new("room:bye", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:bye", json!({})).await.unwrap();
     server.set_reply_delay(Duration::from_secs(3));
     let leave = addr.send(Leave::new("room:bye"));
     server
@@ -194,19 +168,11 @@ async fn stop_resolves_a_leave_in_flight_and_the_topic_is_left() {
 async fn dropping_the_last_addr_closes_the_client_and_runs_terminate() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    addr.send(Join::new("room:1", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:1", json!({})).await.unwrap();
     let second = addr.clone();
     drop(addr);
     // Another handle keeps it running.
-    assert!(second
-        .send(GetStatus)
-        .await
-        .unwrap()
-        .topic("room:1")
-        .is_some());
+    assert!(second.status().await.unwrap().topic("room:1").is_some());
     drop(second);
     let seen = events.closed().await;
     assert_eq!(
@@ -277,7 +243,7 @@ async fn dropping_the_last_addr_of_a_spawned_client_closes_it_and_ends_its_threa
     let addr = Client::spawn(Spawned { tx }, config).expect("client thread starts");
     assert_eq!(next(&mut rx).await, Some("connected"));
     assert_eq!(
-        addr.send(Join::new("room:1", json!({}))).await.unwrap(),
+        addr.join("room:1", json!({})).await,
         Ok(Payload::Json(json!({})))
     );
     drop(addr);

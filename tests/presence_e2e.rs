@@ -11,7 +11,7 @@ use std::sync::Arc;
 use actix::Actor;
 use actix_slipstream::presence::{PresenceUpdate, Presences};
 use actix_slipstream::testing::{Action, Channel, JoinOutcome, TestServer};
-use actix_slipstream::{Client, Event, Join, Payload, SlipstreamActor, Socket, Topic};
+use actix_slipstream::{Client, ClientExt, Event, Payload, SlipstreamActor, Socket, Topic};
 use common::{config, WAIT};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -110,10 +110,7 @@ async fn presence_fed_by_the_client_holds_early_diffs_and_resyncs_after_a_reconn
         tx,
     };
     let addr = Client::new(tracker, config(&server)).start();
-    addr.send(Join::new(TOPIC, json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join(TOPIC, json!({})).await.unwrap();
 
     // The diff pushed before the state is held, then applied after it: the first
     // sync already lists u3, after u1 and u2.

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use actix::{Handler, Message};
-use actix_slipstream::{Client, Join, Payload, Push, PushError, ReplyStatus};
+use actix_slipstream::{Client, ClientExt, Payload, Push, PushError, ReplyStatus};
 use bytes::Bytes;
 use common::*;
 use serde_json::json;
@@ -15,14 +15,10 @@ use serde_json::json;
 async fn push_gets_its_ok_reply() {
     let server = demo_server().await;
     let (addr, _events) = start(config(&server));
-    addr.send(Join::new("room:1", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:1", json!({})).await.unwrap();
     let reply = addr
-        .send(Push::new("room:1", "echo", json!({"msg": "hi", "n": 1})))
+        .push("room:1", "echo", json!({"msg": "hi", "n": 1}))
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(reply.status, ReplyStatus::Ok);
     assert_eq!(reply.response, Payload::Json(json!({"msg": "hi", "n": 1})));
@@ -32,21 +28,16 @@ async fn push_gets_its_ok_reply() {
 async fn push_gets_its_error_reply_and_a_bare_ok_reply() {
     let server = demo_server().await;
     let (addr, _events) = start(config(&server));
-    addr.send(Join::new("room:1", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:1", json!({})).await.unwrap();
     let error = addr
-        .send(Push::new("room:1", "error_reply", json!({"why": "asked"})))
+        .push("room:1", "error_reply", json!({"why": "asked"}))
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(error.status, ReplyStatus::Error);
     assert_eq!(error.response, Payload::Json(json!({"why": "asked"})));
     let bare = addr
-        .send(Push::new("room:1", "broadcast_from", json!({})))
+        .push("room:1", "broadcast_from", json!({}))
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(bare.status, ReplyStatus::Ok);
     assert_eq!(bare.response, Payload::Json(json!({})));
@@ -56,10 +47,7 @@ async fn push_gets_its_error_reply_and_a_bare_ok_reply() {
 async fn push_without_reply_times_out_and_its_waiter_is_released() {
     let server = demo_server().await;
     let (addr, _events) = start(config(&server));
-    addr.send(Join::new("room:1", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:1", json!({})).await.unwrap();
     let result = addr
         .send(Push::new("room:1", "noreply", json!({})).timeout(Duration::from_millis(200)))
         .await
@@ -74,10 +62,7 @@ async fn pushing_to_an_unjoined_topic_fails() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
     events.connected().await;
-    let result = addr
-        .send(Push::new("room:nowhere", "echo", json!({})))
-        .await
-        .unwrap();
+    let result = addr.push("room:nowhere", "echo", json!({})).await;
     assert_eq!(result, Err(PushError::NotJoined));
 }
 
@@ -85,10 +70,7 @@ async fn pushing_to_an_unjoined_topic_fails() {
 async fn server_push_reaches_handle_message() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    addr.send(Join::new("room:1", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:1", json!({})).await.unwrap();
     addr.do_send(Push::new("room:1", "push_me", json!({"p": 42})));
     assert_eq!(
         events.message("room:1", "pushed").await,
@@ -101,17 +83,10 @@ async fn broadcasts_reach_every_joined_client() {
     let server = demo_server().await;
     let (a, mut a_events) = start(config(&server));
     let (b, mut b_events) = start(config(&server));
-    a.send(Join::new("room:b", json!({})))
+    a.join("room:b", json!({})).await.unwrap();
+    b.join("room:b", json!({})).await.unwrap();
+    a.push("room:b", "broadcast", json!({"b": 1}))
         .await
-        .unwrap()
-        .unwrap();
-    b.send(Join::new("room:b", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
-    a.send(Push::new("room:b", "broadcast", json!({"b": 1})))
-        .await
-        .unwrap()
         .unwrap();
     assert_eq!(
         a_events.message("room:b", "broadcast").await,
@@ -143,15 +118,11 @@ async fn broadcasts_reach_every_joined_client() {
 async fn binary_push_gets_a_binary_reply_and_binary_server_pushes_arrive() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    addr.send(Join::new("room:1", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:1", json!({})).await.unwrap();
     let data = Bytes::from_static(&[1, 2, 3, 255]);
     let reply = addr
-        .send(Push::new("room:1", "echo", Payload::Binary(data.clone())))
+        .push("room:1", "echo", Payload::Binary(data.clone()))
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(reply.status, ReplyStatus::Ok);
     assert_eq!(reply.response, Payload::Binary(data));
@@ -180,10 +151,7 @@ impl Handler<PushFromCallback> for Client<Recorder> {
 async fn socket_push_reply_reaches_handle_reply_with_its_ref() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    addr.send(Join::new("room:1", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:1", json!({})).await.unwrap();
     let r = addr
         .send(PushFromCallback("room:1"))
         .await

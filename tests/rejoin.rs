@@ -4,7 +4,7 @@
 mod common;
 
 use actix_slipstream::testing::Refusal;
-use actix_slipstream::{DisconnectReason, Join, Payload, Push};
+use actix_slipstream::{ClientExt, DisconnectReason, Join, Payload};
 use common::*;
 use serde_json::json;
 
@@ -14,9 +14,8 @@ async fn dynamically_joined_topics_come_back_after_the_server_drops_the_connecti
     let (addr, mut events) = start(config(&server));
     events.connected().await;
     for i in 0..5 {
-        addr.send(Join::new(format!("room:{i}"), json!({"i": i})))
+        addr.join(format!("room:{i}"), json!({"i": i}))
             .await
-            .unwrap()
             .unwrap();
     }
     let first = server.wait_for_sockets(1, WAIT).await.unwrap()[0];
@@ -100,18 +99,12 @@ async fn a_killed_server_restarted_on_the_same_port_gets_all_100_topics_back() {
 async fn pushes_buffered_across_a_disconnect_are_delivered_exactly_once() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
-    addr.send(Join::new("room:buf", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:buf", json!({})).await.unwrap();
     server.refuse_next(2, Refusal::Http(503));
     server.drop_all_connections();
     events.disconnected().await;
     // Disconnected, reconnects refused for a while: the push is buffered.
-    let reply = addr
-        .send(Push::new("room:buf", "echo", json!({"once": true})))
-        .await
-        .unwrap();
+    let reply = addr.push("room:buf", "echo", json!({"once": true})).await;
     assert_eq!(
         reply.unwrap().response,
         Payload::Json(json!({"once": true}))

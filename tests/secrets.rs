@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use actix_slipstream::testing::{Refusal, TestServer};
-use actix_slipstream::{Backoff, Config, Disconnect, DisconnectReason, Join, Push, Reconnect};
+use actix_slipstream::{Backoff, ClientExt, Config, Disconnect, DisconnectReason, Reconnect};
 use common::{start, Ev, Events, WAIT};
 use serde_json::json;
 
@@ -127,10 +127,7 @@ async fn tokens_in_params_and_headers_never_reach_the_logs_through_connects_and_
     );
     assert_no_secret_in("Config's Debug", &format!("{config:?}"));
     let (addr, mut events) = start(config);
-    addr.send(Join::new("room:1", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:1", json!({})).await.unwrap();
     let socket = server.wait_for_join("room:1", WAIT).await.unwrap();
     let info = server.socket(socket).unwrap();
     assert_eq!(info.param("token"), Some(PARAM_TOKEN), "the token was sent");
@@ -138,10 +135,7 @@ async fn tokens_in_params_and_headers_never_reach_the_logs_through_connects_and_
         info.header("authorization"),
         Some(format!("Bearer {HEADER_TOKEN}").as_str())
     );
-    addr.send(Push::new("room:1", "echo", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.push("room:1", "echo", json!({})).await.unwrap();
 
     // Dropped connection, server close, HTTP refusal, TCP reset, hung upgrade (timeout).
     server.drop_all_connections();

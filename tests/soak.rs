@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_slipstream::testing::{Action, Channel, JoinOutcome, TestServer};
 use actix_slipstream::{
-    Backoff, Client, Config, ConnectionStatus, GetStatus, Join, Push, PushError, Reconnect,
+    Backoff, Client, ClientExt, Config, ConnectionStatus, Push, PushError, Reconnect,
     SlipstreamActor,
 };
 use common::WAIT;
@@ -141,10 +141,7 @@ async fn cycle(server: &TestServer, addr: &Addr<Client<Soak>>, i: u64) {
         })
         .await
         .unwrap_or_else(|_| panic!("cycle {i}: not rejoined: {:#?}", server.sockets()));
-    let echo = addr
-        .send(Push::new(topic(0), "echo", json!({"i": i})))
-        .await
-        .unwrap();
+    let echo = addr.push(topic(0), "echo", json!({"i": i})).await;
     // A reply, or ConnectionLost if the join reply raced the push: one outcome either way.
     assert!(
         matches!(echo, Ok(_) | Err(PushError::ConnectionLost)),
@@ -162,7 +159,7 @@ async fn cycle(server: &TestServer, addr: &Addr<Client<Soak>>, i: u64) {
 async fn client_settled(addr: &Addr<Client<Soak>>) -> actix_slipstream::Status {
     let deadline = Instant::now() + WAIT;
     loop {
-        let status = addr.send(GetStatus).await.unwrap();
+        let status = addr.status().await.unwrap();
         let joined = status.topics.len() == TOPICS
             && status
                 .topics
@@ -186,10 +183,7 @@ async fn memory_and_descriptors_return_to_their_baseline_after_many_reconnect_cy
     let server = server().await;
     let addr = Client::new(Soak, config(&server)).start();
     for t in 0..TOPICS {
-        addr.send(Join::new(topic(t), json!({})))
-            .await
-            .unwrap()
-            .unwrap();
+        addr.join(topic(t), json!({})).await.unwrap();
     }
     for i in 0..warmup {
         cycle(&server, &addr, i).await;

@@ -6,7 +6,7 @@ mod common;
 use actix::Supervisor;
 use actix_slipstream::testing::ServerEvent;
 use actix_slipstream::{
-    AfterDisconnect, Client, ConnectionStatus, DisconnectReason, GetStatus, Join, Payload,
+    AfterDisconnect, Client, ClientExt, ConnectionStatus, DisconnectReason, Payload,
     SlipstreamActor, Socket, Stop, Topic, TopicStatus,
 };
 use common::*;
@@ -20,14 +20,8 @@ async fn a_supervisor_restart_keeps_the_topics_reconnects_and_rejoins() {
     let config = config(&server);
     let addr = Supervisor::start(move |_| Client::new(Recorder { tx }, config));
     let mut events = common::Events::from_receiver(rx);
-    addr.send(Join::new("room:a", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
-    addr.send(Join::new("room:b", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:a", json!({})).await.unwrap();
+    addr.join("room:b", json!({})).await.unwrap();
     let first = server.wait_for_sockets(1, WAIT).await.unwrap()[0];
     addr.do_send(Stop);
     events.disconnected().await;
@@ -52,10 +46,7 @@ async fn a_supervised_client_whose_last_addr_is_dropped_stops_for_good() {
     let config = config(&server);
     let addr = Supervisor::start(move |_| Client::new(Recorder { tx }, config));
     let mut events = common::Events::from_receiver(rx);
-    addr.send(Join::new("room:a", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:a", json!({})).await.unwrap();
     drop(addr);
     // Closed, terminated, and dropped by the supervisor instead of restarted.
     let seen = events.closed().await;
@@ -114,16 +105,13 @@ async fn a_connect_asked_for_during_a_supervised_restart_is_ignored_and_init_con
     let config = config(&server);
     let addr = Supervisor::start(move |_| Client::new(Eager { tx }, config));
     let mut events = common::Events::from_receiver(rx);
-    addr.send(Join::new("room:a", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:a", json!({})).await.unwrap();
     events.joined("room:a").await;
     addr.do_send(Stop);
     assert_eq!(events.disconnected().await, DisconnectReason::Stopped);
     events.connected().await;
     events.joined("room:a").await;
-    let status = addr.send(GetStatus).await.unwrap();
+    let status = addr.status().await.unwrap();
     assert_eq!(status.connection, ConnectionStatus::Connected);
     assert_eq!(status.topic("room:a").unwrap().status, TopicStatus::Joined);
     assert_eq!(server.counters().accepted, 2);
@@ -143,19 +131,16 @@ async fn a_stop_while_connecting_lets_the_restarted_client_connect() {
         .await
         .unwrap();
     assert_eq!(
-        addr.send(GetStatus).await.unwrap().connection,
+        addr.status().await.unwrap().connection,
         ConnectionStatus::Connecting
     );
     addr.do_send(Stop);
     // The restarted client's own connect goes out and completes (it used to be
     // cancelled by the cancellation of the hung connect asked for at the stop).
     events.connected().await;
-    addr.send(Join::new("room:a", json!({})))
-        .await
-        .unwrap()
-        .unwrap();
+    addr.join("room:a", json!({})).await.unwrap();
     assert_eq!(
-        addr.send(GetStatus).await.unwrap().connection,
+        addr.status().await.unwrap().connection,
         ConnectionStatus::Connected
     );
     assert_eq!(server.counters().accepted, 1);

@@ -8,9 +8,7 @@ mod common;
 use std::time::Duration;
 
 use actix_slipstream::testing::TestServer;
-use actix_slipstream::{
-    Backoff, Config, ConnectError, DisconnectReason, GetStatus, Join, Payload, Push,
-};
+use actix_slipstream::{Backoff, ClientExt, Config, ConnectError, DisconnectReason, Payload};
 use common::*;
 use serde_json::json;
 use tokio::io::AsyncReadExt;
@@ -68,21 +66,19 @@ async fn a_self_signed_server_is_accepted_with_its_root_configured_and_topics_su
     let (server, cert) = tls_server(&["127.0.0.1", "localhost"]).await;
     let config = config(&server).tls_root_certificates(vec![cert]);
     let (addr, mut events) = start(config);
-    addr.send(Join::new("room:tls", json!({"secure": true})))
+    addr.join("room:tls", json!({"secure": true}))
         .await
-        .unwrap()
         .unwrap();
     let reply = addr
-        .send(Push::new("room:tls", "echo", json!({"over": "tls"})))
+        .push("room:tls", "echo", json!({"over": "tls"}))
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(reply.response, Payload::Json(json!({"over": "tls"})));
     server.drop_all_connections();
     events.disconnected().await;
     events.connected().await;
     events.joined("room:tls").await;
-    let status = addr.send(GetStatus).await.unwrap();
+    let status = addr.status().await.unwrap();
     assert_eq!(status.connects, 2);
 }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use actix_slipstream::testing::TestServer;
-use actix_slipstream::{Client, Join, Payload, Push, Stop};
+use actix_slipstream::{Client, ClientExt, Payload, Stop};
 use common::*;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -18,15 +18,11 @@ async fn a_spawned_client_is_usable_from_a_plain_tokio_runtime() {
     let (tx, rx) = mpsc::channel(10_000);
     let addr = Client::spawn(Recorder { tx }, config(&server)).expect("client thread starts");
     let mut events = Events::from_receiver(rx);
-    let joined = addr
-        .send(Join::new("room:tokio", json!({"rt": "tokio"})))
-        .await
-        .unwrap();
+    let joined = addr.join("room:tokio", json!({"rt": "tokio"})).await;
     assert_eq!(joined, Ok(Payload::Json(json!({"rt": "tokio"}))));
     let reply = addr
-        .send(Push::new("room:tokio", "echo", json!({"n": 1})))
+        .push("room:tokio", "echo", json!({"n": 1}))
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(reply.response, Payload::Json(json!({"n": 1})));
     events.joined("room:tokio").await;

@@ -4,7 +4,7 @@
 mod common;
 
 use actix_slipstream::codec::Serializer;
-use actix_slipstream::{Join, Payload, Push, PushError, TopicCloseReason};
+use actix_slipstream::{ClientExt, Payload, Push, PushError, TopicCloseReason};
 use bytes::Bytes;
 use common::*;
 use serde_json::json;
@@ -13,17 +13,13 @@ use serde_json::json;
 async fn v1_join_push_server_push_crash_and_rejoin() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server).serializer(Serializer::V1));
-    let joined = addr
-        .send(Join::new("room:v1", json!({"hello": "world"})))
-        .await
-        .unwrap();
+    let joined = addr.join("room:v1", json!({"hello": "world"})).await;
     assert_eq!(joined, Ok(Payload::Json(json!({"hello": "world"}))));
     let socket = server.wait_for_join("room:v1", WAIT).await.unwrap();
     assert_eq!(server.socket(socket).unwrap().vsn, Serializer::V1);
     let reply = addr
-        .send(Push::new("room:v1", "echo", json!({"msg": "hi"})))
+        .push("room:v1", "echo", json!({"msg": "hi"}))
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(reply.response, Payload::Json(json!({"msg": "hi"})));
     addr.do_send(Push::new("room:v1", "push_me", json!({"p": 1})));
@@ -39,12 +35,7 @@ async fn v1_join_push_server_push_crash_and_rejoin() {
     events.joined("room:v1").await;
     // Binary payloads are a V2 feature.
     let binary = addr
-        .send(Push::new(
-            "room:v1",
-            "echo",
-            Payload::Binary(Bytes::from_static(b"x")),
-        ))
-        .await
-        .unwrap();
+        .push("room:v1", "echo", Payload::Binary(Bytes::from_static(b"x")))
+        .await;
     assert!(matches!(binary, Err(PushError::Encode(_))));
 }

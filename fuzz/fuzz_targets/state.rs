@@ -308,7 +308,8 @@ struct Harness {
 impl Harness {
     /// Carries out every effect through the one drain loop.
     fn run(&mut self) {
-        drive(&mut self.engine, &mut self.user, self.user.now);
+        let now = self.user.now;
+        drive(&mut self.engine, &mut self.user, now);
     }
 
     fn join_ref(&self, mode: JoinRefMode, current: Option<&Ref>) -> Option<Ref> {
