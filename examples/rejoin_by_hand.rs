@@ -1,7 +1,8 @@
 //! The seed scenario written by hand: a client that joins topics on request keeps
 //! its own topic list and rejoins each topic in `handle_connect` (what Slipstream's
-//! guide asks its users to do). Compare with `rejoin_builtin.rs`, which needs none
-//! of this code.
+//! guide asks its users to do), with the client's own rejoin turned off
+//! (`Config::rejoin_on_connect(false)`). Compare with `rejoin_builtin.rs`, which needs
+//! none of this code.
 //!
 //! ```text
 //! cargo run --example rejoin_by_hand --features testing
@@ -20,7 +21,8 @@ struct ByHand {
 }
 
 impl SlipstreamActor for ByHand {
-    // Replaces the default (which rejoins the built-in registry) with our own list.
+    // Runs on every connect; the client's own rejoin of its registry is off (see
+    // `main`), so the topics are rejoined from our own list.
     fn handle_connect(&mut self, socket: &mut Socket<'_, Self>) {
         println!(
             "connected: rejoining {} topic(s) from our own list",
@@ -59,7 +61,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = TestServer::phoenix_demo().start().await?;
     let config = Config::new(server.url())
         .param("token", "demo")
-        .reconnect_backoff(Backoff::from_millis(&[100]));
+        .reconnect_backoff(Backoff::from_millis(&[100]))
+        // We rejoin by hand in `handle_connect`.
+        .rejoin_on_connect(false);
     let client = Client::new(ByHand { topics: Vec::new() }, config).start();
     client.send(JoinTopic("room:1".into(), json!({}))).await?;
     client.send(JoinTopic("room:2".into(), json!({}))).await?;

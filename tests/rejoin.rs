@@ -4,10 +4,12 @@
 mod common;
 
 use actix_slipstream::testing::Refusal;
-use actix_slipstream::{ClientExt, DisconnectReason, Join, Payload};
+use actix_slipstream::{ClientExt, DisconnectReason, Join, Payload, TopicStatus};
 use common::*;
 use serde_json::json;
 
+/// The test client overrides `handle_connect` (to record it) and rejoins nothing
+/// itself: the client's own rejoin cannot be lost by overriding the callback.
 #[actix_rt::test]
 async fn dynamically_joined_topics_come_back_after_the_server_drops_the_connection() {
     let server = demo_server().await;
@@ -110,4 +112,26 @@ async fn pushes_buffered_across_a_disconnect_are_delivered_exactly_once() {
         Payload::Json(json!({"once": true}))
     );
     assert_eq!(frames_received(&server, None, "echo"), 1);
+}
+
+#[actix_rt::test]
+async fn with_rejoin_on_connect_off_the_client_leaves_the_rejoins_to_the_user() {
+    let server = demo_server().await;
+    let (addr, mut events) = start(config(&server).rejoin_on_connect(false));
+    events.connected().await;
+    addr.join("room:1", json!({})).await.unwrap();
+    server.drop_all_connections();
+    events.disconnected().await;
+    events.connected().await;
+    // Rejoins go out before `handle_connect` runs: none went out.
+    let status = addr.status().await.unwrap();
+    assert_eq!(status.topic("room:1").unwrap().status, TopicStatus::Errored);
+    assert_eq!(status.rejoins, 0);
+    assert_eq!(status.connects, 2);
+    // Still registered: the user rejoins it by hand when it suits them.
+    assert_eq!(
+        frames_received(&server, Some("room:1"), "phx_join"),
+        1,
+        "one join: the first"
+    );
 }

@@ -1078,3 +1078,217 @@ fn a_push_while_a_join_waits_for_a_leave_is_sent_after_that_join() {
     assert_eq!(pushes[0].reference.as_ref(), Some(&reference));
     assert_eq!(pushes[0].join_ref.as_ref(), Some(&jr2));
 }
+
+// ---------------------------------------------------------------- the engine's defaults
+
+/// Drains the queue by hand, keeping the notifications.
+fn notifications(h: &mut Harness) -> Vec<Notification> {
+    let mut out = Vec::new();
+    while let Some(effect) = h.s.poll_effect() {
+        if let Effect::Notify(n) = effect {
+            out.push(n);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_registry_is_rejoined_before_the_connected_notification() {
+    let mut h = Harness::connected(config());
+    joined(&mut h, "room:1");
+    h.drop_connection();
+    h.advance(20);
+    h.s.handle_connected(ConnId(h.gen), h.now);
+    let mut order = Vec::new();
+    while let Some(effect) = h.s.poll_effect() {
+        match effect {
+            Effect::Send(m) => order.push(format!("send {}", m.event)),
+            Effect::Notify(Notification::Connected) => order.push("connected".into()),
+            other => order.push(format!("{other:?}")),
+        }
+    }
+    assert_eq!(order, ["send phx_join", "connected"]);
+    assert_eq!(h.s.status().rejoins, 1);
+}
+
+#[test]
+fn with_rejoin_on_connect_off_only_the_joins_asked_while_disconnected_are_sent() {
+    let mut h = Harness::connected(config().rejoin_on_connect(false));
+    joined(&mut h, "room:1");
+    h.drop_connection();
+    // Asked for while disconnected: sent at the next connect all the same.
+    h.s.join("room:2", json!({}), None, h.now);
+    let out = h.reconnect_after_backoff();
+    let topics: Vec<String> = out.joins().iter().map(|m| m.topic.to_string()).collect();
+    assert_eq!(topics, ["room:2"]);
+    assert_eq!(h.s.topic_status("room:1"), Some(TopicStatus::Errored));
+    // The user rejoins by hand.
+    assert!(h.s.rejoin("room:1", h.now));
+    assert_eq!(h.step().joins().len(), 1);
+    assert_eq!(h.s.topic_status("room:1"), Some(TopicStatus::Joining));
+}
+
+#[test]
+fn the_disconnected_notification_carries_the_default_decision() {
+    let mut h = Harness::connected(config());
+    h.s.handle_closed(
+        ConnId(h.gen),
+        DisconnectReason::ConnectionLost("test".into()),
+        h.now,
+    );
+    let n = notifications(&mut h);
+    assert!(
+        matches!(
+            &n[..],
+            [Notification::Disconnected {
+                default: AfterDisconnect::Reconnect,
+                ..
+            }]
+        ),
+        "{n:?}"
+    );
+    // Nothing was decided: the engine waits for the decision.
+    assert_eq!(h.s.connection_status(), ConnectionStatus::Disconnected);
+    h.s.decide_disconnect(AfterDisconnect::Reconnect, h.now);
+    assert_eq!(
+        h.s.connection_status(),
+        ConnectionStatus::WaitingToReconnect
+    );
+
+    h.s.connect();
+    h.step();
+    h.s.handle_connected(ConnId(h.gen), h.now);
+    h.step();
+    h.s.disconnect(h.now);
+    let n = notifications(&mut h);
+    assert!(
+        matches!(
+            &n[..],
+            [Notification::Disconnected {
+                reason: DisconnectReason::Requested,
+                default: AfterDisconnect::StayDisconnected,
+            }]
+        ),
+        "{n:?}"
+    );
+
+    let mut h = Harness::new(config());
+    h.s.connect();
+    h.step();
+    let bad = ConnectError::Config(crate::ConfigError::InvalidSetting {
+        name: "url",
+        reason: "test".into(),
+    });
+    h.s.handle_closed(ConnId(h.gen), DisconnectReason::ConnectFailed(bad), h.now);
+    let n = notifications(&mut h);
+    assert!(
+        matches!(
+            &n[..],
+            [Notification::Disconnected {
+                default: AfterDisconnect::StayDisconnected,
+                ..
+            }]
+        ),
+        "an invalid configuration is not retried: {n:?}"
+    );
+}
+
+#[test]
+fn the_topic_closed_notification_carries_the_retry_policys_decision() {
+    let mut h = Harness::connected(config());
+    let jr = joined(&mut h, "room:1");
+    h.s.handle_message(
+        Message::new(
+            Some(jr.clone()),
+            Some(jr),
+            "room:1",
+            Event::Error,
+            Payload::empty(),
+        ),
+        h.now,
+    );
+    let n = notifications(&mut h);
+    assert!(
+        matches!(
+            &n[..],
+            [Notification::TopicClosed {
+                default: AfterTopicClose::Rejoin,
+                ..
+            }]
+        ),
+        "a crash is rejoined: {n:?}"
+    );
+    h.s.decide_topic_close(&Topic::from("room:1"), AfterTopicClose::Forget, h.now);
+    assert!(h.s.registry().is_empty(), "forgotten as decided");
+
+    let out = h.join("room:2");
+    let join = out.joins()[0].clone();
+    let jr = join.join_ref.clone().unwrap();
+    h.s.handle_message(
+        reply(
+            "room:2",
+            Some(&jr),
+            &jr,
+            ReplyStatus::Error,
+            json!({"reason": "unauthorized"}),
+        ),
+        h.now,
+    );
+    let n = notifications(&mut h);
+    assert!(
+        matches!(
+            &n[..],
+            [Notification::TopicClosed {
+                default: AfterTopicClose::Forget,
+                ..
+            }]
+        ),
+        "a rejected join is given up by default: {n:?}"
+    );
+}
+
+#[test]
+fn a_cancelled_join_request_is_forgotten_and_never_resolved() {
+    let mut h = Harness::new(config());
+    let (mut first, _) = join_waiting(&mut h, "room:1", json!({}));
+    let (mut second, _) = join_waiting(&mut h, "room:1", json!({}));
+    assert_eq!(h.s.open_requests(), 2);
+    h.s.cancel(first.id);
+    assert_eq!(h.s.open_requests(), 1);
+    h.s.connect();
+    h.step();
+    h.s.handle_connected(ConnId(h.gen), h.now);
+    let out = h.step();
+    let jr = out.joins()[0].join_ref.clone().unwrap();
+    h.recv(reply("room:1", Some(&jr), &jr, ReplyStatus::Ok, json!({})));
+    assert!(first.try_recv().is_err(), "cancelled: no outcome");
+    assert_eq!(second.try_recv().unwrap(), Ok(Payload::Json(json!({}))));
+    assert_eq!(h.s.open_requests(), 0);
+}
+
+#[test]
+fn a_reply_to_another_ref_on_the_phoenix_topic_does_not_answer_the_heartbeat() {
+    let mut h = Harness::connected(config());
+    let out = h.advance(1000);
+    let hb = out.by_event("heartbeat")[0].reference.clone().unwrap();
+    let other = Ref::from(hb.as_u64().unwrap() + 100);
+    let phoenix_reply = |r: &Ref| {
+        Message::new(
+            None,
+            Some(r.clone()),
+            "phoenix",
+            Event::Reply(ReplyStatus::Ok),
+            Payload::empty(),
+        )
+    };
+    h.now += Duration::from_millis(5);
+    h.recv(phoenix_reply(&other));
+    assert_eq!(h.s.status().last_heartbeat_rtt, None);
+    h.recv(phoenix_reply(&hb));
+    assert_eq!(
+        h.s.status().last_heartbeat_rtt,
+        Some(Duration::from_millis(5))
+    );
+    // Answered: no timeout closes the connection.
+    assert!(h.advance(600).closes.is_empty());
+}

@@ -82,6 +82,7 @@
 //! [`TestServerBuilder::max_channels`].
 
 mod behaviour;
+mod command;
 mod server;
 mod socket;
 mod state;
@@ -101,13 +102,12 @@ pub use behaviour::{
 };
 pub use state::{
     Counters, DisconnectReason, EventRecord, JoinedChannel, LeaveReason, Refusal, ServerEvent,
-    ServerState, Silence, SocketId, SocketInfo, Timeout, EVENT_HISTORY, FRAME_HISTORY,
-    PAST_SOCKETS,
+    ServerState, SocketId, SocketInfo, Timeout, EVENT_HISTORY, FRAME_HISTORY, PAST_SOCKETS,
 };
 
+use command::SocketCmd;
+pub use command::{RawFrame, Silence};
 use server::{Config, Ctl, Shared};
-pub use socket::RawFrame;
-use socket::SocketCmd;
 
 /// How long a connection refused with [`Refusal::Hang`] is held at most.
 pub const HUNG_CONNECTION_MAX: Duration = Duration::from_secs(120);

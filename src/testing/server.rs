@@ -28,7 +28,8 @@ use crate::message::{Payload, Topic};
 use crate::serializer::Serializer;
 
 use super::behaviour::{ConnectFn, ConnectRequest, Route};
-use super::socket::{SocketCmd, SocketTask};
+use super::command::SocketCmd;
+use super::socket::SocketTask;
 use super::state::{
     ConnEntry, DisconnectReason, Refusal, ServerEvent, ServerState, SocketEntry, SocketId,
     SocketInfo,

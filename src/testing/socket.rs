@@ -18,61 +18,12 @@ use super::behaviour::{
     Action, Channel, EventRequest, JoinOutcome, JoinRequest, MAX_FLOOD_COUNT, MAX_FLOOD_SIZE,
     MAX_SLEEP,
 };
+use super::command::{RawFrame, Silence, SocketCmd};
 use super::server::Shared;
-use super::state::{DisconnectReason, LeaveReason, ServerEvent, Silence, SocketId};
+use super::state::{DisconnectReason, LeaveReason, ServerEvent, SocketId};
 
 /// How many frames may wait for a delay (reply delay, `Sleep`) per socket; more are dropped.
 const MAX_DELAYED: usize = 100_000;
-
-/// Commands from the test or other sockets to a socket task.
-#[derive(Debug)]
-pub(crate) enum SocketCmd {
-    /// `[null, null, topic, event, payload]`, if the topic is joined.
-    Broadcast {
-        topic: Topic,
-        event: String,
-        payload: Payload,
-    },
-    /// `[join_ref, null, topic, event, payload]`, if the topic is joined.
-    Push {
-        topic: Topic,
-        event: String,
-        payload: Payload,
-    },
-    /// Close the websocket with this code.
-    Close(u16),
-    /// Change the silence mode.
-    Silence(Option<Silence>),
-    /// Send a websocket frame as is, whatever the silence mode.
-    Raw(RawFrame),
-    /// Crash a joined channel: `phx_error`, as if its process raised.
-    Crash(Topic),
-}
-
-/// A websocket frame the test server sends as is, outside the Phoenix protocol (see
-/// [`TestServer::send_raw`](super::TestServer::send_raw)): for tests of how a client
-/// copes with a hostile or broken server.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RawFrame {
-    /// A text frame with any content (not necessarily a Phoenix message, or JSON).
-    Text(String),
-    /// A binary frame with any content.
-    Binary(Bytes),
-    /// A ping (at most 125 bytes of payload, or the frame is invalid).
-    Ping(Bytes),
-    /// An unsolicited pong.
-    Pong(Bytes),
-    /// One message split into fragments: a first text (`text: true`) or binary frame,
-    /// continuation frames, and a final one. Each part is one frame; the message is the
-    /// concatenation (it need not be valid UTF-8 even when `text`). Fewer than two parts
-    /// are sent as two frames, the second one empty.
-    Fragmented {
-        /// Whether the first frame is a text frame (else binary).
-        text: bool,
-        /// The fragments, in order.
-        parts: Vec<Bytes>,
-    },
-}
 
 struct Chan {
     join_ref: Option<Ref>,

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use crate::message::{Message, Ref, Topic};
 use crate::serializer::Serializer;
 
-use super::socket::SocketCmd;
+use super::command::{Silence, SocketCmd};
 
 /// How many server events the history keeps (the oldest are dropped first).
 pub const EVENT_HISTORY: usize = 10_000;
@@ -32,19 +32,6 @@ impl fmt::Display for SocketId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "socket-{}", self.0)
     }
-}
-
-/// How a silenced socket behaves (see [`TestServer::silence`](super::TestServer::silence)).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Silence {
-    /// Frames are still read off the connection and recorded (so the server notices a
-    /// peer that goes away), but nothing is answered: no replies, no pongs, no close
-    /// handshake, no pushes or broadcasts. From the client's side the link is half-open.
-    Ignore,
-    /// The server stops reading the connection at all: the client's writes pile up in
-    /// the TCP buffers until they block. The server does not notice the peer going
-    /// away until the socket is un-silenced, disconnected or dropped.
-    Stall,
 }
 
 /// One channel a socket has joined.
