@@ -71,27 +71,7 @@ impl Engine {
         waiter: Option<RequestId>,
         now: Instant,
     ) -> Result<Ref, PushError> {
-        if let Payload::Binary(_) = payload {
-            if !self.config.serializer.supports_binary() {
-                return Err(PushError::Encode(EncodeError::BinaryNotSupported));
-            }
-            for (field, s) in [("topic", topic), ("event", event.as_str())] {
-                if s.len() > 255 {
-                    return Err(PushError::Encode(EncodeError::FieldTooLong {
-                        field,
-                        len: s.len(),
-                    }));
-                }
-            }
-        }
-        if self.stopped {
-            return Err(PushError::Stopped);
-        }
-        if event.is_reserved() {
-            return Err(PushError::Encode(EncodeError::Unsupported(
-                "reserved events are sent by the client itself; use join/leave",
-            )));
-        }
+        self.check_push(topic, &event, &payload)?;
         let reply_to = match waiter {
             Some(request) => ReplyTo::Request(request),
             None => ReplyTo::Callback,
@@ -132,6 +112,33 @@ impl Engine {
                 Ok(Ref::from(r))
             }
         }
+    }
+
+    /// Refuses at once a push that can never be sent: a binary payload the protocol
+    /// cannot carry, a reserved event, or any push while the client stops.
+    fn check_push(&self, topic: &str, event: &Event, payload: &Payload) -> Result<(), PushError> {
+        if let Payload::Binary(_) = payload {
+            if !self.config.serializer.supports_binary() {
+                return Err(PushError::Encode(EncodeError::BinaryNotSupported));
+            }
+            for (field, s) in [("topic", topic), ("event", event.as_str())] {
+                if s.len() > 255 {
+                    return Err(PushError::Encode(EncodeError::FieldTooLong {
+                        field,
+                        len: s.len(),
+                    }));
+                }
+            }
+        }
+        if self.stopped {
+            return Err(PushError::Stopped);
+        }
+        if event.is_reserved() {
+            return Err(PushError::Encode(EncodeError::Unsupported(
+                "reserved events are sent by the client itself; use join/leave",
+            )));
+        }
+        Ok(())
     }
 
     fn push_deadline(&mut self, reference: u64, topic: &Topic, at: Instant) -> TimerKey {

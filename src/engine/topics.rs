@@ -369,35 +369,10 @@ impl Engine {
             ChannelState::Joined { join_ref } | ChannelState::Joining { join_ref, .. }
                 if connected =>
             {
-                if let ChannelState::Joining { timer, .. } = state {
+                if let Some(timer) = state.timer() {
                     self.timers.cancel(timer);
                 }
-                let leave_ref = self.next_ref();
-                let timer = self.timers.schedule(
-                    now + self.config.push_timeout,
-                    Timer::LeaveTimeout {
-                        topic: topic.clone(),
-                    },
-                );
-                let mut buffered = VecDeque::new();
-                if let Some(ch) = self.channels.get_mut(&topic) {
-                    ch.state = ChannelState::Leaving {
-                        join_ref,
-                        leave_ref,
-                        timer,
-                    };
-                    ch.resolve_waiters(&mut self.out, &Err(JoinError::Left));
-                    buffered = std::mem::take(&mut ch.buffer);
-                }
-                self.fail_buffered(&topic, buffered, PushError::Left);
-                info!(target: crate::logging::CHANNEL, "leaving {topic} (join_ref {join_ref})");
-                self.send(Message::new(
-                    Some(Ref::from(join_ref)),
-                    Some(Ref::from(leave_ref)),
-                    topic,
-                    Event::Leave,
-                    Payload::empty(),
-                ));
+                self.send_leave(topic, join_ref, now);
             }
             ChannelState::Joined { .. }
             | ChannelState::Joining { .. }
@@ -409,6 +384,37 @@ impl Engine {
                 self.finish_leave(&topic, Ok(()), now);
             }
         }
+    }
+
+    /// Sends `phx_leave` for the join `join_ref` of `topic` and waits for its
+    /// confirmation: the topic's join waiters and buffered pushes fail now.
+    fn send_leave(&mut self, topic: Topic, join_ref: u64, now: Instant) {
+        let leave_ref = self.next_ref();
+        let timer = self.timers.schedule(
+            now + self.config.push_timeout,
+            Timer::LeaveTimeout {
+                topic: topic.clone(),
+            },
+        );
+        let mut buffered = VecDeque::new();
+        if let Some(ch) = self.channels.get_mut(&topic) {
+            ch.state = ChannelState::Leaving {
+                join_ref,
+                leave_ref,
+                timer,
+            };
+            ch.resolve_waiters(&mut self.out, &Err(JoinError::Left));
+            buffered = std::mem::take(&mut ch.buffer);
+        }
+        self.fail_buffered(&topic, buffered, PushError::Left);
+        info!(target: crate::logging::CHANNEL, "leaving {topic} (join_ref {join_ref})");
+        self.send(Message::new(
+            Some(Ref::from(join_ref)),
+            Some(Ref::from(leave_ref)),
+            topic,
+            Event::Leave,
+            Payload::empty(),
+        ));
     }
 
     /// Removes a channel that has been left and tells the user ([`Notification::Left`],
