@@ -31,7 +31,7 @@ const MAX_OUTSTANDING_PUSHES: usize = 4096;
 /// How long the closing handshake may take at exit after the close frame was queued.
 const CLOSE_LINGER: Duration = Duration::from_millis(100);
 /// The longest per-push `timeout_ms` accepted (one day).
-pub const MAX_PUSH_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
+const MAX_PUSH_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 /// At exit, how long after the last push's own timeout its reply line may take.
 const REPLY_GRACE: Duration = Duration::from_secs(1);
 /// The longest wait for the client's answer to a `status` command.
@@ -496,11 +496,12 @@ impl Driver {
     /// code 1000.
     async fn shutdown(&mut self) {
         let pushes = futures_util::future::join_all(self.pushes.drain(..));
-        let mut until = Instant::now() + self.push_timeout;
+        let mut wait = self.push_timeout;
         if let Some(deadline) = self.last_push_deadline {
-            until = until.max(deadline + REPLY_GRACE);
+            let left = deadline.saturating_duration_since(Instant::now());
+            wait = wait.max(left.saturating_add(REPLY_GRACE));
         }
-        let _ = tokio::time::timeout_at(until, pushes).await;
+        let _ = tokio::time::timeout(wait, pushes).await;
 
         let Ok(status) = self.addr.send(GetStatus).await else {
             return;
