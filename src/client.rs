@@ -206,6 +206,13 @@ impl<A: SlipstreamActor> Client<A> {
         r
     }
 
+    /// Starts (or restarts) the client: the last-handle watch, then the user's `init`.
+    fn begin(&mut self, ctx: &mut Context<Self>) {
+        self.state.start();
+        ctx.spawn(LastHandleWatch);
+        self.with_socket(ctx, |user, socket| user.init(socket));
+    }
+
     /// Carries out every queued effect, then re-arms the timer.
     fn drain(&mut self, ctx: &mut Context<Self>) {
         while let Some(effect) = self.state.pop_effect() {
@@ -811,9 +818,14 @@ impl<A: SlipstreamActor> Actor for Client<A> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.state.start();
-        ctx.spawn(LastHandleWatch);
-        self.with_socket(ctx, |user, socket| user.init(socket));
+        // Nothing is spawned from `started` itself. After a supervisor restart, actix
+        // still holds the cancellations asked for before the stop (`cancel_future` of
+        // the connect, the reader, the timer...) and numbers the restarted actor's
+        // futures from the start again: it applies those cancellations right after
+        // `started` returns, so a future spawned here with a reused number would be
+        // cancelled (the first connect, say, leaving the client connecting for ever).
+        // A `wait` item runs right after that clean-up, before any message.
+        ctx.wait(actix::fut::ready(()).map(|(), act: &mut Self, ctx| act.begin(ctx)));
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
@@ -968,8 +980,9 @@ impl<A: SlipstreamActor> Handler<Leave> for Client<A> {
 /// Push an event to a topic and get its reply.
 ///
 /// Responds with the reply (status ok, error or custom, with its response) or a
-/// [`PushError`]. A push to a topic that is joining or waiting for a reconnect is
-/// buffered and sent once it is joined; its timeout counts from now.
+/// [`PushError`]. A push to a topic that is joining, waiting for a reconnect or a
+/// rejoin, or joined again while its leave is still in flight, is buffered and sent
+/// once it is joined; its timeout counts from now.
 #[derive(Debug, Clone)]
 pub struct Push {
     /// The topic (joined or joining).

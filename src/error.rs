@@ -99,7 +99,8 @@ pub enum ConfigError {
 /// Why a push got no reply. Every push ends in exactly one reply or one of these.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum PushError {
-    /// The topic is not joined or joining. Join it first (or check for a typo).
+    /// The topic is not wanted: never joined, given up, or being left (with no join
+    /// of it asked for since). Join it first (or check for a typo).
     #[error("topic is not joined")]
     NotJoined,
     /// No reply within the push timeout (counted from when the push was made,

@@ -1005,10 +1005,11 @@ impl State {
         }
         ch.resolve_waiters(&Err(JoinError::Left));
         ch.resolve_leave_waiters(outcome);
-        self.fail_buffer(topic, &mut ch, PushError::Left);
-        self.fail_in_flight(topic, PushError::Left);
         let again = match ch.join_after_leave.take() {
-            Some(waiters) if self.registry.contains(topic.as_str()) => Some(waiters),
+            // Pushes made since the join was asked for wait for that join.
+            Some(waiters) if self.registry.contains(topic.as_str()) => {
+                Some((waiters, std::mem::take(&mut ch.buffer)))
+            }
             Some(mut waiters) => {
                 for w in waiters.drain(..) {
                     let _ = w.send(Err(JoinError::Left));
@@ -1017,13 +1018,18 @@ impl State {
             }
             None => None,
         };
+        self.fail_buffer(topic, &mut ch, PushError::Left);
+        self.fail_in_flight(topic, PushError::Left);
         info!(target: crate::logging::CHANNEL, "left {topic}");
         self.callback(Callback::Left {
             topic: topic.clone(),
         });
-        if let Some(waiters) = again {
+        if let Some((waiters, buffered)) = again {
             if let Some(params) = self.registry.params(topic.as_str()).cloned() {
                 self.join_channel(topic.clone(), params, waiters, true, now);
+                if let Some(ch) = self.channels.get_mut(topic) {
+                    ch.buffer = buffered;
+                }
             }
         }
     }
@@ -1154,8 +1160,14 @@ impl State {
             None => return Err(PushError::NotJoined),
             Some((t, ch)) => (t.clone(), ch.state),
         };
+        // A topic being left takes no pushes, unless a join of it waits for the leave
+        // to finish: the topic is wanted again, and the push waits for that join.
+        let rejoining = self
+            .channels
+            .get(&topic)
+            .is_some_and(|c| c.join_after_leave.is_some());
         match state {
-            ChannelState::Leaving { .. } => Err(PushError::NotJoined),
+            ChannelState::Leaving { .. } if !rejoining => Err(PushError::NotJoined),
             ChannelState::Joined { join_ref } if connected => {
                 let r = self.next_ref();
                 let deadline = self.schedule(

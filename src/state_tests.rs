@@ -941,3 +941,42 @@ fn a_join_ok_resets_the_reconnect_backoff() {
     h.recv(reply("room:1", Some(&jr), &jr, ReplyStatus::Ok, json!({})));
     assert_eq!(h.s.reconnect.attempt(), 0);
 }
+
+#[test]
+fn a_push_while_a_join_waits_for_a_leave_is_sent_after_that_join() {
+    let mut h = Harness::connected(config());
+    let jr = joined(&mut h, "room:1");
+    let (_, out) = leave_waiting(&mut h, "room:1");
+    let leave_ref = out.by_event("phx_leave")[0].reference.clone().unwrap();
+    let (r, out) = h.push("room:1");
+    assert_eq!(r, Err(PushError::NotJoined), "left and not wanted: refused");
+    assert!(out.sent.is_empty());
+    let (_rejoined, _) = join_waiting(&mut h, "room:1", json!({}));
+    let (r, out) = h.push("room:1");
+    let reference = r.expect("wanted again: the push waits for the join");
+    assert!(out.sent.is_empty(), "nothing goes out during the leave");
+    let out = h.recv(reply(
+        "room:1",
+        Some(&jr),
+        &leave_ref,
+        ReplyStatus::Ok,
+        json!({}),
+    ));
+    assert_eq!(
+        out.events,
+        vec!["left room:1"],
+        "the push survives the leave"
+    );
+    let jr2 = out.joins()[0].join_ref.clone().unwrap();
+    let out = h.recv(reply(
+        "room:1",
+        Some(&jr2),
+        &jr2,
+        ReplyStatus::Ok,
+        json!({}),
+    ));
+    let pushes = out.by_event("echo");
+    assert_eq!(pushes.len(), 1, "sent once the new join is in: {out:?}");
+    assert_eq!(pushes[0].reference.as_ref(), Some(&reference));
+    assert_eq!(pushes[0].join_ref.as_ref(), Some(&jr2));
+}

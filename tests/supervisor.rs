@@ -128,3 +128,35 @@ async fn a_connect_asked_for_during_a_supervised_restart_is_ignored_and_init_con
     assert_eq!(status.topic("room:a").unwrap().status, TopicStatus::Joined);
     assert_eq!(server.counters().accepted, 2);
 }
+
+#[actix_rt::test]
+async fn a_stop_while_connecting_lets_the_restarted_client_connect() {
+    let server = demo_server().await;
+    // The first connect hangs in the upgrade, so the Stop finds the client connecting.
+    server.refuse_next(1, actix_slipstream::testing::Refusal::Hang);
+    let (tx, rx) = mpsc::channel(10_000);
+    let config = config(&server);
+    let addr = Supervisor::start(move |_| Client::new(Recorder { tx }, config));
+    let mut events = common::Events::from_receiver(rx);
+    server
+        .wait_until(WAIT, |s| s.counters().tcp_accepted == 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        addr.send(GetStatus).await.unwrap().connection,
+        ConnectionStatus::Connecting
+    );
+    addr.do_send(Stop);
+    // The restarted client's own connect goes out and completes (it used to be
+    // cancelled by the cancellation of the hung connect asked for at the stop).
+    events.connected().await;
+    addr.send(Join::new("room:a", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        addr.send(GetStatus).await.unwrap().connection,
+        ConnectionStatus::Connected
+    );
+    assert_eq!(server.counters().accepted, 1);
+}

@@ -21,6 +21,13 @@ fn every_test_file_is_a_test_target() {
             missing.push(name.into_owned());
         }
     }
-    assert!(files > 20, "only {files} test files found in {}", dir.display());
-    assert!(missing.is_empty(), "test files not listed as [[test]] in Cargo.toml: {missing:?}");
+    assert!(
+        files > 20,
+        "only {files} test files found in {}",
+        dir.display()
+    );
+    assert!(
+        missing.is_empty(),
+        "test files not listed as [[test]] in Cargo.toml: {missing:?}"
+    );
 }
