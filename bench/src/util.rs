@@ -33,6 +33,11 @@ impl Opts {
         Ok(Opts { map })
     }
 
+    /// The option names given (without `--`).
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.map.keys().map(String::as_str)
+    }
+
     pub fn str(&self, key: &str) -> Option<&str> {
         self.map.get(key).map(String::as_str)
     }

@@ -1,5 +1,6 @@
 //! Command-line arguments, and the client [`Config`] they describe.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use actix_slipstream::codec::Serializer;
@@ -19,11 +20,38 @@ pub struct Cli {
 pub enum Command {
     /// Connect to a Phoenix socket: print one JSON line per event on stdout, read one
     /// JSON command per line on stdin.
+    #[command(after_help = CONNECT_AFTER_HELP)]
     Connect(Box<ConnectArgs>),
     /// Run the bundled Phoenix-compatible test server (demo channels `room:*`,
     /// `private:*`, `ticker:*`) until SIGINT/SIGTERM; prints its URL as a JSON line.
+    #[command(after_help = SERVE_AFTER_HELP)]
     Serve(ServeArgs),
 }
+
+const CONNECT_AFTER_HELP: &str = r#"Commands on stdin, one JSON object per line:
+  {"join":T,"params":{...}}                       params optional
+  {"leave":T}
+  {"push":T,"event":E,"payload":P,"id":ID,"timeout_ms":N}
+                                                  payload optional ({}), id echoed on its
+                                                  reply line, timeout_ms optional (--timeout-ms)
+  {"status":true}                                 print a `status` line (connection, topics, counters)
+  {"disconnect":true}  {"reconnect":true}  {"quit":true}
+Binary payloads are {"binary_base64":"..."} both ways.
+
+Events on stdout, one JSON object per line with "ts_ms" and "event": connected,
+disconnected, joined, join_failed, message, reply, topic_closed, left, status, error.
+
+Exit: 0 at stdin EOF, quit, SIGINT or SIGTERM (after waiting for outstanding replies,
+leaving every topic and closing with 1000); 1 after --max-connect-attempts failed
+connects; 2 for invalid arguments. See docs/cli.md."#;
+
+const SERVE_AFTER_HELP: &str = r#"Prints {"ts_ms":..,"event":"listening","url":"ws://127.0.0.1:PORT/socket"}, serves until
+SIGINT/SIGTERM, then prints {"event":"stopped"} and exits 0. A connect needs a `token`
+param (any value; without it: HTTP 403). `room:*` echoes its join params and answers
+the events echo, error_reply, broadcast, broadcast_from, noreply, crash, stop,
+stop_reply, push_me, push_binary, sleep {"ms":N} and flood; `private:*` joins only
+with {"token":"secret"}; `ticker:*` pushes a `tick` every `interval_ms` (a join param,
+default 1000). See docs/cli.md."#;
 
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
@@ -42,23 +70,31 @@ pub struct ConnectArgs {
     /// (repeatable).
     #[arg(short = 'j', long = "join", value_name = "TOPIC[=JSON]", value_parser = parse_join)]
     pub joins: Vec<(String, Value)>,
-    /// Heartbeat interval in milliseconds (0 disables heartbeats) [default: 30000].
-    #[arg(long, value_name = "MS")]
-    pub heartbeat_ms: Option<u64>,
+    /// Heartbeat interval in milliseconds (0 disables heartbeats).
+    #[arg(long, value_name = "MS", default_value_t = millis(Config::default().heartbeat_interval))]
+    pub heartbeat_ms: u64,
+    /// How long a heartbeat may go unanswered before the connection is closed and
+    /// reconnected, in milliseconds (0 disables the check).
+    #[arg(long, value_name = "MS", default_value_t = millis(Config::default().heartbeat_timeout))]
+    pub heartbeat_timeout_ms: u64,
     /// Reply timeout of pushes and joins, in milliseconds [default: 10000].
     #[arg(long, value_name = "MS")]
     pub timeout_ms: Option<u64>,
     /// Reconnect delays in milliseconds, the last one repeating [default: Phoenix's
-    /// 10,50,100,150,200,250,500,1000,2000,5000 with jitter].
+    /// 10,50,100,150,200,250,500,1000,2000,5000 with 20% jitter].
     #[arg(long, value_name = "MS,MS,...", value_parser = parse_ms_list)]
     pub reconnect_ms: Option<MsList>,
     /// Rejoin delays in milliseconds, the last one repeating [default:
-    /// 100,500,1000,2000,5000,10000 with jitter].
+    /// 100,500,1000,2000,5000,10000 with 20% jitter].
     #[arg(long, value_name = "MS,MS,...", value_parser = parse_ms_list)]
     pub rejoin_ms: Option<MsList>,
     /// The largest inbound message accepted, in bytes [default: 8 MiB].
     #[arg(long, value_name = "BYTES")]
     pub max_frame_bytes: Option<usize>,
+    /// A PEM file of root certificates trusted for wss:// (repeatable). With it, only
+    /// the roots of these files are trusted, not the built-in Mozilla roots.
+    #[arg(long = "ca-file", value_name = "PATH")]
+    pub ca_files: Vec<PathBuf>,
     /// Exit with code 1 after this many consecutive failed connects.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connect_attempts: Option<u32>,
@@ -78,6 +114,11 @@ pub struct ServeArgs {
     /// Log level or env_logger filter (logs go to stderr).
     #[arg(long, value_name = "LEVEL", default_value = "warn")]
     pub log: String,
+}
+
+/// A duration in whole milliseconds (for defaults shown by `--help`).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A list of delays in milliseconds.
@@ -146,9 +187,10 @@ impl ConnectArgs {
         } else {
             Serializer::V2
         });
-        if let Some(ms) = self.heartbeat_ms {
-            config.heartbeat_interval = Duration::from_millis(ms);
-        }
+        config = config.heartbeat(
+            Duration::from_millis(self.heartbeat_ms),
+            Duration::from_millis(self.heartbeat_timeout_ms),
+        );
         if let Some(ms) = self.timeout_ms {
             config = config
                 .push_timeout(Duration::from_millis(ms))
@@ -162,6 +204,13 @@ impl ConnectArgs {
         }
         if let Some(bytes) = self.max_frame_bytes {
             config = config.max_frame_size(bytes);
+        }
+        if !self.ca_files.is_empty() {
+            let mut roots = Vec::new();
+            for path in &self.ca_files {
+                roots.extend(crate::ca::read_roots(path)?);
+            }
+            config = config.tls_root_certificates(roots);
         }
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)

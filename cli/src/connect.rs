@@ -16,9 +16,10 @@ use actix_slipstream::{
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::args::ConnectArgs;
-use crate::output::{payload_from_json, payload_json, Out};
+use crate::output::{payload_from_json, payload_json, status_fields, Out};
 use crate::shutdown_signal;
 
 /// Commands read from stdin waiting to be handled (the reader blocks beyond it).
@@ -29,6 +30,12 @@ const MAILBOX: usize = 65_536;
 const MAX_OUTSTANDING_PUSHES: usize = 4096;
 /// How long the closing handshake may take at exit after the close frame was queued.
 const CLOSE_LINGER: Duration = Duration::from_millis(100);
+/// The longest per-push `timeout_ms` accepted (one day).
+const MAX_PUSH_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
+/// At exit, how long after the last push's own timeout its reply line may take.
+const REPLY_GRACE: Duration = Duration::from_secs(1);
+/// The longest wait for the client's answer to a `status` command.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the printing actor shares with the command loop (both on the System's thread).
 struct Shared {
@@ -217,13 +224,24 @@ enum Command {
         event: String,
         payload: Payload,
         id: Value,
+        /// The push's own reply timeout (`timeout_ms`), instead of the configured one.
+        timeout: Option<Duration>,
     },
+    Status,
     Disconnect,
     Reconnect,
     Quit,
 }
 
-const COMMANDS: [&str; 6] = ["join", "leave", "push", "disconnect", "reconnect", "quit"];
+const COMMANDS: [&str; 7] = [
+    "join",
+    "leave",
+    "push",
+    "status",
+    "disconnect",
+    "reconnect",
+    "quit",
+];
 
 fn parse_command(line: &str) -> Result<Command, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
@@ -264,13 +282,26 @@ fn parse_command(line: &str) -> Result<Command, String> {
             let event = string(&mut obj, "event")?;
             let payload = payload_from_json(obj.remove("payload").unwrap_or_else(|| json!({})))?;
             let id = obj.remove("id").unwrap_or(Value::Null);
+            let timeout = match obj.remove("timeout_ms") {
+                None | Some(Value::Null) => None,
+                Some(ms) => match ms.as_u64() {
+                    Some(ms @ 1..=MAX_PUSH_TIMEOUT_MS) => Some(Duration::from_millis(ms)),
+                    _ => {
+                        return Err(format!(
+                            "\"timeout_ms\" must be an integer from 1 to {MAX_PUSH_TIMEOUT_MS}"
+                        ))
+                    }
+                },
+            };
             Ok(Command::Push {
                 topic,
                 event,
                 payload,
                 id,
+                timeout,
             })
         }
+        "status" => flag(&obj, "status").map(|()| Command::Status),
         "disconnect" => flag(&obj, "disconnect").map(|()| Command::Disconnect),
         "reconnect" => flag(&obj, "reconnect").map(|()| Command::Reconnect),
         _ => flag(&obj, "quit").map(|()| Command::Quit),
@@ -327,6 +358,7 @@ fn start(args: ConnectArgs, config: Config) -> std::io::Result<()> {
             shared,
             pushes: Vec::new(),
             push_timeout,
+            last_push_deadline: None,
         };
         tokio::select! {
             () = driver.read_commands(commands) => {}
@@ -360,7 +392,10 @@ struct Driver {
     addr: Addr<Client<Printer>>,
     shared: Rc<Shared>,
     pushes: Vec<JoinHandle<()>>,
+    /// The configured push timeout.
     push_timeout: Duration,
+    /// When the push with the latest timeout times out (pushes with `timeout_ms`).
+    last_push_deadline: Option<Instant>,
 }
 
 impl Driver {
@@ -427,32 +462,47 @@ impl Driver {
                 event,
                 payload,
                 id,
+                timeout,
             } => {
                 self.pushes.retain(|h| !h.is_finished());
                 if self.pushes.len() >= MAX_OUTSTANDING_PUSHES {
                     let oldest = self.pushes.remove(0);
                     let _ = oldest.await;
                 }
-                let request = self
-                    .addr
-                    .send(Push::new(topic.as_str(), event.as_str(), payload));
+                let mut push = Push::new(topic.as_str(), event.as_str(), payload);
+                if let Some(timeout) = timeout {
+                    let deadline = Instant::now() + timeout;
+                    self.last_push_deadline = self.last_push_deadline.max(Some(deadline));
+                    push = push.timeout(timeout);
+                }
+                let request = self.addr.send(push);
                 let shared = self.shared.clone();
                 self.pushes.push(actix_rt::spawn(async move {
                     let result = request.await.unwrap_or(Err(PushError::Stopped));
                     print_reply(&shared, &topic, &id, result);
                 }));
             }
+            Command::Status => match self.addr.send(GetStatus).timeout(STATUS_TIMEOUT).await {
+                Ok(status) => self.shared.emit("status", &status_fields(&status)),
+                Err(e) => self.shared.out.error(format!("status: {e}")),
+            },
             Command::Disconnect => self.addr.do_send(Disconnect),
             Command::Reconnect => self.addr.do_send(Reconnect),
             Command::Quit => {}
         }
     }
 
-    /// Waits for outstanding replies (up to the push timeout), leaves every topic,
-    /// and closes the connection with code 1000.
+    /// Waits for outstanding replies (up to the push timeout, or the latest
+    /// `timeout_ms` of a push), leaves every topic, and closes the connection with
+    /// code 1000.
     async fn shutdown(&mut self) {
         let pushes = futures_util::future::join_all(self.pushes.drain(..));
-        let _ = tokio::time::timeout(self.push_timeout, pushes).await;
+        let mut wait = self.push_timeout;
+        if let Some(deadline) = self.last_push_deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            wait = wait.max(left.saturating_add(REPLY_GRACE));
+        }
+        let _ = tokio::time::timeout(wait, pushes).await;
 
         let Ok(status) = self.addr.send(GetStatus).await else {
             return;
@@ -490,8 +540,33 @@ mod tests {
                 topic: "room:1".into(),
                 event: "echo".into(),
                 payload: Payload::Json(json!({})),
-                id: json!(7)
+                id: json!(7),
+                timeout: None,
             }
+        );
+        assert_eq!(
+            parse_command(r#"{"push":"room:1","event":"e","payload":1,"timeout_ms":250}"#).unwrap(),
+            Command::Push {
+                topic: "room:1".into(),
+                event: "e".into(),
+                payload: Payload::Json(json!(1)),
+                id: Value::Null,
+                timeout: Some(Duration::from_millis(250)),
+            }
+        );
+        assert_eq!(
+            parse_command(r#"{"push":"room:1","event":"e","timeout_ms":null}"#).unwrap(),
+            Command::Push {
+                topic: "room:1".into(),
+                event: "e".into(),
+                payload: Payload::Json(json!({})),
+                id: Value::Null,
+                timeout: None,
+            }
+        );
+        assert_eq!(
+            parse_command(r#"{"status":true}"#).unwrap(),
+            Command::Status
         );
         assert_eq!(
             parse_command(r#"{"leave":"room:1"}"#).unwrap(),
@@ -512,6 +587,13 @@ mod tests {
             r#"{"push":"room:1"}"#,
             r#"{"push":"room:1","event":"e","payload":{"binary_base64":"!"}}"#,
             r#"{"quit":false}"#,
+            r#"{"status":1}"#,
+            r#"{"status":true,"quit":true}"#,
+            r#"{"push":"room:1","event":"e","timeout_ms":0}"#,
+            r#"{"push":"room:1","event":"e","timeout_ms":-5}"#,
+            r#"{"push":"room:1","event":"e","timeout_ms":1.5}"#,
+            r#"{"push":"room:1","event":"e","timeout_ms":"100"}"#,
+            r#"{"push":"room:1","event":"e","timeout_ms":86400001}"#,
         ] {
             assert!(parse_command(line).is_err(), "{line}");
         }

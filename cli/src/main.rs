@@ -8,6 +8,7 @@
 //! ```
 
 mod args;
+mod ca;
 mod connect;
 mod output;
 mod serve;

@@ -1,9 +1,9 @@
 //! Event lines on stdout, and payloads as JSON.
 
 use std::io::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use actix_slipstream::Payload;
+use actix_slipstream::{ConnectionStatus, Payload, Status, TopicStatus};
 use base64::Engine;
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -75,6 +75,81 @@ pub fn payload_from_json(value: Value) -> Result<Payload, String> {
         }
     }
     Ok(Payload::Json(value))
+}
+
+/// The fields of a `status` line: the client's [`Status`] snapshot, flat (see
+/// docs/cli.md). Names are snake_case and stable; durations are milliseconds.
+pub fn status_fields(status: &Status) -> Vec<(&'static str, Value)> {
+    let topics: Vec<Value> = status
+        .topics
+        .iter()
+        .map(|t| {
+            json!({
+                "topic": t.topic.as_str(),
+                "state": topic_state_name(t.status),
+                "join_ref": t.join_ref.as_ref().map(|r| r.to_string()),
+                "buffered_pushes": t.buffered_pushes,
+            })
+        })
+        .collect();
+    let by_reason: serde_json::Map<String, Value> = status
+        .disconnects_by_reason
+        .iter()
+        .map(|(kind, n)| (kind.to_string(), Value::from(*n)))
+        .collect();
+    let traffic = &status.traffic;
+    vec![
+        (
+            "connection",
+            Value::from(connection_name(status.connection)),
+        ),
+        ("topics", Value::Array(topics)),
+        ("connects", Value::from(status.connects)),
+        ("disconnects", Value::from(status.disconnects)),
+        ("disconnects_by_reason", Value::Object(by_reason)),
+        ("rejoins", Value::from(status.rejoins)),
+        ("pending_replies", Value::from(status.pending_replies)),
+        ("buffered_pushes", Value::from(status.buffered_pushes)),
+        ("frames_in", Value::from(traffic.frames_in)),
+        ("bytes_in", Value::from(traffic.bytes_in)),
+        ("frames_out", Value::from(traffic.frames_out)),
+        ("bytes_out", Value::from(traffic.bytes_out)),
+        ("last_heartbeat_rtt_ms", rtt_ms(status.last_heartbeat_rtt)),
+        (
+            "average_heartbeat_rtt_ms",
+            rtt_ms(status.average_heartbeat_rtt),
+        ),
+    ]
+}
+
+fn connection_name(c: ConnectionStatus) -> &'static str {
+    match c {
+        ConnectionStatus::Disconnected => "disconnected",
+        ConnectionStatus::WaitingToReconnect => "waiting_to_reconnect",
+        ConnectionStatus::Connecting => "connecting",
+        ConnectionStatus::Connected => "connected",
+        // A state added by a later version of the library.
+        _ => "unknown",
+    }
+}
+
+fn topic_state_name(t: TopicStatus) -> &'static str {
+    match t {
+        TopicStatus::Joining => "joining",
+        TopicStatus::Joined => "joined",
+        TopicStatus::Leaving => "leaving",
+        TopicStatus::Errored => "errored",
+        // A state added by a later version of the library.
+        _ => "unknown",
+    }
+}
+
+/// Milliseconds with microsecond precision, or null.
+fn rtt_ms(rtt: Option<Duration>) -> Value {
+    match rtt {
+        Some(d) => Value::from(d.as_micros() as f64 / 1000.0),
+        None => Value::Null,
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_slipstream::testing::{DisconnectReason, LeaveReason, Refusal, ServerEvent, TestServer};
+use actix_slipstream::testing::{
+    DisconnectReason, LeaveReason, Refusal, ServerEvent, Silence, SocketId, TestServer,
+};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_slipstream");
@@ -217,11 +219,30 @@ impl Server {
         let server = TestServer::phoenix_demo()
             .spawn_in_thread()
             .expect("test server starts");
+        Server::with(server)
+    }
+
+    /// A `wss://` demo server with this certificate (DER) and PKCS#8 key (DER).
+    fn start_tls(cert: Vec<u8>, key: Vec<u8>) -> Server {
+        let server = TestServer::phoenix_demo()
+            .tls(vec![cert], key)
+            .spawn_in_thread()
+            .expect("wss test server starts");
+        assert!(server.url().starts_with("wss://127.0.0.1:"));
+        Server::with(server)
+    }
+
+    fn with(server: TestServer) -> Server {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         Server { server, rt }
+    }
+
+    /// The socket of the last connection.
+    fn last_socket(&self) -> SocketId {
+        self.server.sockets().last().expect("a socket").id
     }
 
     fn url(&self) -> String {
@@ -519,6 +540,13 @@ fn malformed_lines_print_an_error_event_and_the_tool_goes_on() {
         r#"{"push":"room:1","event":"echo","payload":{"binary_base64":"%%%"}}"#,
         r#"{"join":"room:2","params":"nope"}"#,
         r#"{"quit":"yes"}"#,
+        r#"{"status":false}"#,
+        r#"{"status":true,"quit":true}"#,
+        r#"{"push":"room:1","event":"echo","timeout_ms":0}"#,
+        r#"{"push":"room:1","event":"echo","timeout_ms":-1}"#,
+        r#"{"push":"room:1","event":"echo","timeout_ms":"500"}"#,
+        r#"{"push":"room:1","event":"echo","timeout_ms":2.5}"#,
+        r#"{"push":"room:1","event":"echo","timeout_ms":86400001}"#,
     ];
     for line in bad {
         p.send(line);
@@ -769,4 +797,491 @@ fn a_message_over_max_frame_bytes_disconnects_then_it_reconnects() {
     p.topic_event("joined", "room:1");
     p.close_stdin();
     assert_eq!(p.finish(), 0, "{}", p.report());
+}
+
+// ----- per-push timeouts -----
+
+#[test]
+fn a_push_timeout_ms_overrides_the_configured_timeout_both_ways() {
+    let server = Server::start();
+    let mut p = client(&server, &["-j", "room:1", "--timeout-ms", "600"]);
+    p.topic_event("joined", "room:1");
+
+    // Shorter than the configured 600 ms: times out although the reply comes in 300.
+    p.send(
+        r#"{"push":"room:1","event":"sleep","payload":{"ms":300},"id":"short","timeout_ms":50}"#,
+    );
+    // Longer: a reply after 1200 ms is still awaited.
+    p.send(
+        r#"{"push":"room:1","event":"sleep","payload":{"ms":1200},"id":"long","timeout_ms":5000}"#,
+    );
+    // Without the field: the configured 600 ms.
+    p.send(r#"{"push":"room:1","event":"sleep","payload":{"ms":1200},"id":"default"}"#);
+
+    let short = p.reply(json!("short"));
+    assert_eq!(short["status"], "timeout", "{short}");
+    assert_eq!(short["reason"], "no reply within the push timeout");
+    assert_eq!(p.reply(json!("default"))["status"], "timeout");
+    let long = p.reply(json!("long"));
+    assert_eq!(long["status"], "ok", "{long}");
+    assert_eq!(long["response"], json!({"ms": 1200}));
+
+    p.close_stdin();
+    assert_eq!(p.finish(), 0, "{}", p.report());
+}
+
+#[test]
+fn at_exit_it_waits_for_a_push_with_a_timeout_ms_longer_than_the_configured_one() {
+    let server = Server::start();
+    let mut p = client(&server, &["-j", "room:1", "--timeout-ms", "200"]);
+    p.topic_event("joined", "room:1");
+
+    p.send(
+        r#"{"push":"room:1","event":"sleep","payload":{"ms":800},"id":"slow","timeout_ms":5000}"#,
+    );
+    p.send(r#"{"quit":true}"#);
+    assert_eq!(p.finish(), 0, "{}", p.report());
+    let reply = p
+        .seen
+        .iter()
+        .position(|v| v["event"] == "reply" && v["id"] == "slow" && v["status"] == "ok")
+        .unwrap_or_else(|| panic!("no ok reply; {}", p.report()));
+    let left = p
+        .events()
+        .iter()
+        .position(|e| e == "left")
+        .unwrap_or_else(|| panic!("no left; {}", p.report()));
+    assert!(reply < left, "{}", p.report());
+}
+
+// ----- status -----
+
+/// The keys of a `status` line (the documented, stable shape), sorted.
+const STATUS_KEYS: [&str; 16] = [
+    "average_heartbeat_rtt_ms",
+    "buffered_pushes",
+    "bytes_in",
+    "bytes_out",
+    "connection",
+    "connects",
+    "disconnects",
+    "disconnects_by_reason",
+    "event",
+    "frames_in",
+    "frames_out",
+    "last_heartbeat_rtt_ms",
+    "pending_replies",
+    "rejoins",
+    "topics",
+    "ts_ms",
+];
+
+/// Sends `{"status":true}` and returns the status line, checking its shape.
+fn status(p: &mut Proc) -> Value {
+    p.send(r#"{"status":true}"#);
+    let status = p.event("status");
+    let keys: Vec<&str> = status
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, STATUS_KEYS, "{status}");
+    status
+}
+
+#[test]
+fn status_prints_the_connection_each_topic_with_its_join_ref_and_the_counters() {
+    let server = Server::start();
+    let mut p = client(
+        &server,
+        &["-j", "room:2", "-j", "room:1", "--heartbeat-ms", "50"],
+    );
+    p.topic_event("joined", "room:2");
+    p.topic_event("joined", "room:1");
+    // A heartbeat answered: its reply comes before the echo's on the same socket.
+    let socket = server.last_socket();
+    server.wait_for(
+        "a heartbeat",
+        |e| matches!(e, ServerEvent::Frame(s, m) if *s == socket && m.topic.is_phoenix()),
+    );
+    p.send(r#"{"push":"room:1","event":"echo","id":"after heartbeat"}"#);
+    p.reply(json!("after heartbeat"));
+
+    let s = status(&mut p);
+    assert_eq!(s["connection"], "connected");
+    let info = server.server.socket(socket).expect("the socket");
+    let join_ref = |topic: &str| {
+        let r = info.channels[topic].as_ref().expect("a join_ref");
+        Value::from(r.to_string())
+    };
+    assert_eq!(
+        s["topics"],
+        json!([
+            {"topic": "room:1", "state": "joined", "join_ref": join_ref("room:1"), "buffered_pushes": 0},
+            {"topic": "room:2", "state": "joined", "join_ref": join_ref("room:2"), "buffered_pushes": 0},
+        ]),
+        "{s}"
+    );
+    assert_eq!(s["connects"], 1);
+    assert_eq!(s["disconnects"], 0);
+    assert_eq!(s["disconnects_by_reason"], json!({}));
+    assert_eq!(s["rejoins"], 0);
+    assert_eq!(s["pending_replies"], 0);
+    assert_eq!(s["buffered_pushes"], 0);
+    // Two joins, the echo and at least one heartbeat each way.
+    assert!(s["frames_out"].as_u64().unwrap() >= 4, "{s}");
+    assert!(s["frames_in"].as_u64().unwrap() >= 4, "{s}");
+    assert!(s["bytes_out"].as_u64().unwrap() > s["frames_out"].as_u64().unwrap());
+    assert!(s["bytes_in"].as_u64().unwrap() > s["frames_in"].as_u64().unwrap());
+    assert!(s["last_heartbeat_rtt_ms"].as_f64().is_some(), "{s}");
+    assert!(s["average_heartbeat_rtt_ms"].as_f64().is_some(), "{s}");
+
+    // A push awaiting its reply.
+    p.send(r#"{"push":"room:1","event":"sleep","payload":{"ms":300},"id":"slow"}"#);
+    assert_eq!(status(&mut p)["pending_replies"], 1);
+    assert_eq!(p.reply(json!("slow"))["status"], "ok");
+
+    // After a lost connection: counted by kind, every topic rejoined.
+    server.server.drop_all_connections();
+    p.event("disconnected");
+    p.event("connected");
+    p.topic_event("joined", "room:1");
+    p.topic_event("joined", "room:2");
+    let s = status(&mut p);
+    assert_eq!(s["connects"], 2);
+    assert_eq!(s["disconnects"], 1);
+    assert_eq!(s["disconnects_by_reason"], json!({"connection_lost": 1}));
+    assert_eq!(s["rejoins"], 2);
+    assert_eq!(s["pending_replies"], 0);
+
+    // Disconnected: the topics wait without a join_ref, a push is buffered.
+    p.send(r#"{"disconnect":true}"#);
+    p.event("disconnected");
+    p.send(r#"{"push":"room:1","event":"echo","id":"buffered"}"#);
+    let s = status(&mut p);
+    assert_eq!(s["connection"], "disconnected");
+    assert_eq!(
+        s["topics"],
+        json!([
+            {"topic": "room:1", "state": "errored", "join_ref": null, "buffered_pushes": 1},
+            {"topic": "room:2", "state": "errored", "join_ref": null, "buffered_pushes": 0},
+        ]),
+        "{s}"
+    );
+    assert_eq!(s["buffered_pushes"], 1);
+    assert_eq!(s["disconnects_by_reason"]["requested"], 1);
+
+    // Reconnected: the buffered push goes out once room:1 is joined again.
+    p.send(r#"{"reconnect":true}"#);
+    assert_eq!(p.reply(json!("buffered"))["status"], "ok");
+    p.close_stdin();
+    assert_eq!(p.finish(), 0, "{}", p.report());
+    assert_eq!(
+        p.events().iter().filter(|e| *e == "status").count(),
+        4,
+        "one status line per command; {}",
+        p.report()
+    );
+}
+
+// ----- heartbeat timeout -----
+
+#[test]
+fn a_heartbeat_answered_later_than_heartbeat_timeout_ms_disconnects_then_it_reconnects() {
+    let server = Server::start();
+    // Replies come 400 ms late: within the next heartbeat (1 s later), so only a
+    // heartbeat timeout under 400 ms notices.
+    server.server.set_reply_delay(Duration::from_millis(400));
+    let mut p = client(
+        &server,
+        &[
+            "-j",
+            "room:1",
+            "--heartbeat-ms",
+            "1000",
+            "--heartbeat-timeout-ms",
+            "100",
+        ],
+    );
+    p.topic_event("joined", "room:1");
+    let disconnected = p.event("disconnected");
+    assert_eq!(
+        disconnected["reason"],
+        "heartbeat timeout",
+        "{}",
+        p.report()
+    );
+    server.server.set_reply_delay(Duration::ZERO);
+    p.event("connected");
+    p.topic_event("joined", "room:1");
+    let s = status(&mut p);
+    assert!(
+        s["disconnects_by_reason"]["heartbeat_timeout"].as_u64() >= Some(1),
+        "{s}"
+    );
+    p.close_stdin();
+    assert_eq!(p.finish(), 0, "{}", p.report());
+}
+
+#[test]
+fn heartbeat_timeout_ms_0_keeps_a_connection_whose_heartbeats_go_unanswered() {
+    let server = Server::start();
+    let mut p = client(
+        &server,
+        &[
+            "-j",
+            "room:1",
+            "--heartbeat-ms",
+            "50",
+            "--heartbeat-timeout-ms",
+            "0",
+        ],
+    );
+    p.topic_event("joined", "room:1");
+    let socket = server.last_socket();
+    let since = server.server.last_seq();
+    server
+        .rt
+        .block_on(server.server.silence(socket, Some(Silence::Ignore)))
+        .expect("silenced");
+    // With a timeout, the second unanswered heartbeat would close this socket.
+    let mut unanswered = 0;
+    server
+        .rt
+        .block_on(server.server.wait_for_after(since, WAIT, |e| {
+            if matches!(e, ServerEvent::Frame(s, m) if *s == socket && m.topic.is_phoenix()) {
+                unanswered += 1;
+            }
+            unanswered == 5
+        }))
+        .unwrap_or_else(|e| panic!("5 unanswered heartbeats: {e}; {}", p.report()));
+    let s = status(&mut p);
+    assert_eq!(s["connection"], "connected", "{s}");
+    assert_eq!(s["connects"], 1, "{s}");
+    assert_eq!(s["disconnects"], 0, "{s}");
+    assert!(!p.events().contains(&"disconnected".to_owned()));
+
+    server
+        .rt
+        .block_on(server.server.silence(socket, None))
+        .expect("answering again");
+    p.close_stdin();
+    assert_eq!(p.finish(), 0, "{}", p.report());
+}
+
+// ----- --ca-file -----
+
+/// A file under the test target folder, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &[u8]) -> TempFile {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("cli-{}-{n}-{name}", std::process::id()));
+        std::fs::write(&path, contents).expect("temp file written");
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A self-signed certificate for 127.0.0.1: (PEM, DER, PKCS#8 key DER).
+fn self_signed() -> (String, Vec<u8>, Vec<u8>) {
+    let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+    let certified = rcgen::generate_simple_self_signed(names).expect("certificate generated");
+    (
+        certified.cert.pem(),
+        certified.cert.der().to_vec(),
+        certified.signing_key.serialize_der(),
+    )
+}
+
+#[test]
+fn ca_file_trusts_a_self_signed_wss_server_that_is_refused_without_it() {
+    let (pem, der, key) = self_signed();
+    let server = Server::start_tls(der, key);
+    let url = server.url();
+    let (other_pem, _, _) = self_signed();
+    let server_ca = TempFile::new("server.pem", pem.as_bytes());
+    let other_ca = TempFile::new("other.pem", other_pem.as_bytes());
+
+    // Without it (the Mozilla roots), and with only another root: a TLS error.
+    let without: &[&str] = &[];
+    for extra in [without, &["--ca-file", other_ca.path()]] {
+        let mut args = vec![
+            "connect",
+            url.as_str(),
+            "-p",
+            "token=t",
+            "--max-connect-attempts",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        let mut p = Proc::spawn(&args);
+        let disconnected = p.event("disconnected");
+        let reason = disconnected["reason"].as_str().unwrap().to_lowercase();
+        assert!(
+            reason.starts_with("connect failed") && reason.contains("certificate"),
+            "{extra:?}: {disconnected}"
+        );
+        assert_eq!(p.finish(), 1, "{extra:?}: {}", p.report());
+        assert!(!p.events().contains(&"connected".to_owned()));
+    }
+    assert_eq!(
+        server.server.counters().accepted,
+        0,
+        "no upgrade got through"
+    );
+
+    // With it (next to another one: the option repeats): connected and joined over TLS.
+    let mut p = client(
+        &server,
+        &[
+            "--ca-file",
+            other_ca.path(),
+            "--ca-file",
+            server_ca.path(),
+            "-j",
+            "room:tls",
+        ],
+    );
+    p.event("connected");
+    p.topic_event("joined", "room:tls");
+    p.send(r#"{"push":"room:tls","event":"echo","payload":{"over":"tls"},"id":1}"#);
+    assert_eq!(p.reply(json!(1))["response"], json!({"over": "tls"}));
+    p.close_stdin();
+    assert_eq!(p.finish(), 0, "{}", p.report());
+    assert_eq!(server.server.counters().accepted, 1);
+}
+
+#[test]
+fn a_missing_unreadable_or_invalid_ca_file_exits_2_naming_the_file() {
+    let (pem, _, _) = self_signed();
+    let not_a_cert = "-----BEGIN CERTIFICATE-----\nAAECAwQF\n-----END CERTIFICATE-----\n";
+    let bad_base64 = "-----BEGIN CERTIFICATE-----\n%%%%\n-----END CERTIFICATE-----\n";
+    let key_only = "-----BEGIN PRIVATE KEY-----\nAAECAwQF\n-----END PRIVATE KEY-----\n";
+    let empty = TempFile::new("empty.pem", b"");
+    let der = TempFile::new("cert.der", &self_signed().1);
+    let key = TempFile::new("key.pem", key_only.as_bytes());
+    let garbage = TempFile::new("garbage.pem", not_a_cert.as_bytes());
+    let base64 = TempFile::new("base64.pem", bad_base64.as_bytes());
+    let truncated = TempFile::new("truncated.pem", &pem.as_bytes()[..pem.len() / 2]);
+    let good = TempFile::new("good.pem", pem.as_bytes());
+    let missing = format!("{}-missing", good.path());
+    let folder = env!("CARGO_TARGET_TMPDIR");
+    let cases: &[(&str, &str)] = &[
+        (&missing, "No such file"),
+        (folder, ""),
+        (empty.path(), "no PEM certificate"),
+        (der.path(), "no PEM certificate"),
+        (key.path(), "no PEM certificate"),
+        (garbage.path(), "not a usable root certificate"),
+        (base64.path(), "bad base64"),
+        (truncated.path(), "invalid PEM"),
+    ];
+    for (path, why) in cases {
+        let url = "wss://127.0.0.1:1/socket";
+        // A good file first: the bad one is still named.
+        let mut p = Proc::spawn(&["connect", url, "--ca-file", good.path(), "--ca-file", path]);
+        assert_eq!(p.finish(), 2, "{path}: {}", p.report());
+        assert!(p.seen.is_empty(), "{path}: {}", p.report());
+        let stderr = p.stderr();
+        assert!(
+            stderr.contains(&format!("--ca-file {path}: ")) && stderr.contains(why),
+            "{path}: {stderr}"
+        );
+    }
+}
+
+// ----- help -----
+
+/// The long options in the options table of docs/cli.md's `connect` section.
+fn documented_connect_options() -> Vec<String> {
+    let doc = include_str!("../../docs/cli.md");
+    let section = doc
+        .split("## `slipstream connect")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("a connect section");
+    let mut options: Vec<String> = section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .flat_map(|l| {
+            let cell = l.split(" | ").next().unwrap_or("");
+            cell.match_indices("--")
+                .map(|(i, _)| {
+                    cell[i..]
+                        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                        .next()
+                        .unwrap_or("")
+                        .to_owned()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    options.sort();
+    options.dedup();
+    options
+}
+
+/// Runs `slipstream ARGS`, expects exit 0 and no stderr, returns stdout.
+fn help_text(args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("slipstream runs");
+    assert_eq!(out.status.code(), Some(0), "{args:?}");
+    assert!(out.stderr.is_empty(), "{args:?}");
+    String::from_utf8(out.stdout).expect("UTF-8 help")
+}
+
+#[test]
+fn help_of_every_subcommand_lists_every_documented_option_and_command() {
+    let connect = help_text(&["connect", "--help"]);
+    assert_eq!(help_text(&["help", "connect"]), connect);
+    let mut shown: Vec<String> = connect
+        .lines()
+        .filter_map(|l| {
+            // "  -p, --param <KEY=VALUE>  ..." or "      --vsn <VSN>  ..."
+            let l = l.trim_start();
+            let l = match l.get(2..4) {
+                Some(", ") if l.starts_with('-') => &l[4..],
+                _ => l,
+            };
+            l.strip_prefix("--")
+                .map(|o| format!("--{}", o.split(' ').next().unwrap_or("")))
+        })
+        .filter(|o| o != "--help")
+        .collect();
+    shown.sort();
+    assert_eq!(shown, documented_connect_options(), "{connect}");
+    for needle in [
+        "--ca-file <PATH>",
+        "--heartbeat-timeout-ms <MS>",
+        r#"{"status":true}"#,
+        r#""timeout_ms":N"#,
+        "Exit: 0",
+    ] {
+        assert!(connect.contains(needle), "{needle}: {connect}");
+    }
+
+    let serve = help_text(&["serve", "--help"]);
+    for needle in ["--port <PORT>", "--log <LEVEL>", "\"listening\"", "token"] {
+        assert!(serve.contains(needle), "{needle}: {serve}");
+    }
+    let top = help_text(&["--help"]);
+    assert!(top.contains("connect") && top.contains("serve"), "{top}");
 }
