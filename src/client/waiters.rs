@@ -84,3 +84,29 @@ impl Waiters {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_reused_once_resolved_and_each_outcome_reaches_its_own_waiter() {
+        let mut w = Waiters::default();
+        let (tx1, mut rx1) = oneshot::channel();
+        let (tx2, mut rx2) = oneshot::channel();
+        let a = w.insert(Waiter::Push(tx1));
+        let b = w.insert(Waiter::Leave(tx2));
+        assert_ne!(a, b);
+        w.resolve(a, Outcome::Push(Err(PushError::Timeout)));
+        assert_eq!(rx1.try_recv().unwrap(), Err(PushError::Timeout));
+        // A second outcome for a freed slot reaches nobody.
+        w.resolve(a, Outcome::Push(Err(PushError::Stopped)));
+        let (tx3, rx3) = oneshot::channel();
+        let c = w.insert(Waiter::Join(tx3));
+        assert_eq!(c, a, "the freed slot is reused");
+        drop(rx3);
+        assert_eq!(w.abandoned_joins(), vec![c]);
+        w.resolve(b, Outcome::Leave(Ok(())));
+        assert_eq!(rx2.try_recv().unwrap(), Ok(()));
+    }
+}
