@@ -216,7 +216,10 @@ impl Driver for User {
             .requests
             .get(&request)
             .unwrap_or_else(|| panic!("{request} resolved but never made"));
-        assert!(!self.refused.contains(&request), "{request} was refused, then resolved");
+        assert!(
+            !self.refused.contains(&request),
+            "{request} was refused, then resolved"
+        );
         assert!(self.resolved.insert(request), "{request} resolved twice");
         let got = match outcome {
             Outcome::Join(_) => Kind::Join,
@@ -284,13 +287,7 @@ impl Driver for User {
         self.joins.insert(topic.clone(), JoinTrack::Idle);
     }
 
-    fn reply(
-        &mut self,
-        _: &mut Engine,
-        _: Topic,
-        reference: Ref,
-        _: Result<Reply, PushError>,
-    ) {
+    fn reply(&mut self, _: &mut Engine, _: Topic, reference: Ref, _: Result<Reply, PushError>) {
         let n = self
             .callback_pushes
             .get_mut(reference.as_str())
@@ -328,11 +325,19 @@ impl Harness {
         match op {
             Op::Connect => e.connect(),
             Op::Opened { stale } => {
-                let gen = if stale { u.gen.saturating_sub(1) } else { u.gen };
+                let gen = if stale {
+                    u.gen.saturating_sub(1)
+                } else {
+                    u.gen
+                };
                 e.handle_connected(ConnId(gen), now);
             }
             Op::Closed { stale, kind } => {
-                let gen = if stale { u.gen.saturating_sub(1) } else { u.gen };
+                let gen = if stale {
+                    u.gen.saturating_sub(1)
+                } else {
+                    u.gen
+                };
                 let reason = match kind % 6 {
                     0 => DisconnectReason::ConnectFailed(ConnectError::Refused(403)),
                     1 => DisconnectReason::ConnectFailed(ConnectError::Timeout),
@@ -388,7 +393,10 @@ impl Harness {
                 };
                 let timeout = Duration::from_millis(u64::from(timeout_ms % 20_000));
                 let request = waiter.then(|| u.request(Kind::Push));
-                match (e.push(topic, event, payload, timeout, request, now), request) {
+                match (
+                    e.push(topic, event, payload, timeout, request, now),
+                    request,
+                ) {
                     (Ok(_), Some(_)) => {}
                     (Ok(r), None) => {
                         let fresh = u.callback_pushes.insert(r.as_str().to_owned(), 0);
@@ -513,7 +521,12 @@ impl Harness {
         for t in &status.topics {
             assert_eq!(t.buffered_pushes, 0, "{status:?}");
         }
-        assert_eq!(self.engine.timer_count(), 0, "timers left: {:?}", self.engine);
+        assert_eq!(
+            self.engine.timer_count(),
+            0,
+            "timers left: {:?}",
+            self.engine
+        );
         let u = &self.user;
         for (r, kind) in &u.requests {
             if u.refused.contains(r) {
