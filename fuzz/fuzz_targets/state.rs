@@ -13,10 +13,15 @@
 //! - every push outcome is delivered at most once, and only for pushes that were accepted;
 //! - every request (join, leave, push with a waiter) is resolved at most once, only if it
 //!   was made, with an outcome of its kind, and never after the request was refused;
+//! - never a message written twice (every `ref` on the wire is new);
+//! - after every step, the registry equals the topics the user wants, as a reference model
+//!   keeps them: a `Join` adds its topic, a `Leave` removes it, and so do a server
+//!   `phx_close` of a topic not being left and a `Forget` decision after a topic closed;
 //! - at the end (a user disconnect, then time advanced past every timeout): no pending
 //!   replies, no buffered pushes, no timers, every accepted push got exactly one outcome,
 //!   every leave waiter was answered, and every join waiter was answered or is still held
-//!   by its topic (never dropped).
+//!   by its topic (never dropped), and the engine holds no other open request (no leaked
+//!   waiter).
 #![no_main]
 
 use std::collections::{HashMap, HashSet};
@@ -26,7 +31,7 @@ use actix_slipstream::codec::{Message, Serializer};
 use actix_slipstream::engine::{drive, ConnId, Driver, Engine, Outcome, RequestId};
 use actix_slipstream::{
     AfterDisconnect, AfterTopicClose, Backoff, Config, ConnectError, DisconnectReason, Event,
-    Payload, PushError, Ref, Reply, ReplyStatus, RetryPolicy, Topic, TopicCloseReason,
+    Payload, PushError, Ref, Reply, ReplyStatus, RetryPolicy, Topic, TopicCloseReason, TopicStatus,
 };
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
@@ -162,6 +167,12 @@ struct User {
     callback_pushes: HashMap<String, usize>,
     join_waiters: Vec<(Topic, RequestId)>,
     next_request: u64,
+    /// Every `ref` written, to catch a message written twice.
+    sent_refs: HashSet<Ref>,
+    /// The reference model: the topics the user wants.
+    wanted: HashSet<Topic>,
+    /// The topics being left before the step now running.
+    leaving: HashSet<Topic>,
 }
 
 impl User {
@@ -196,6 +207,12 @@ impl Driver for User {
             if let Some(jr) = &m.join_ref {
                 self.last_join_ref.insert(m.topic.clone(), jr.clone());
             }
+        }
+        if let Some(r) = &m.reference {
+            assert!(
+                self.sent_refs.insert(r.clone()),
+                "ref {r} written twice: {m:?}"
+            );
         }
         if m.reference.is_some() {
             if self.sent.len() >= 64 {
@@ -276,15 +293,23 @@ impl Driver for User {
         default: AfterTopicClose,
     ) -> AfterTopicClose {
         self.joins.insert(topic.clone(), JoinTrack::Idle);
-        match self.decision() % 4 {
+        let decision = match self.decision() % 4 {
             0 => AfterTopicClose::Forget,
             1 => AfterTopicClose::Rejoin,
             _ => default,
+        };
+        if decision == AfterTopicClose::Forget {
+            self.wanted.remove(topic);
         }
+        decision
     }
 
     fn left(&mut self, _: &mut Engine, topic: &Topic) {
         self.joins.insert(topic.clone(), JoinTrack::Idle);
+        // Not being left by the user: the server closed it (`phx_close`).
+        if !self.leaving.contains(topic) {
+            self.wanted.remove(topic);
+        }
     }
 
     fn reply(&mut self, _: &mut Engine, _: Topic, reference: Ref, _: Result<Reply, PushError>) {
@@ -318,8 +343,28 @@ impl Harness {
         }
     }
 
+    /// The reference model against the engine: the registry holds the wanted topics.
+    fn check_registry(&self) {
+        let registry: HashSet<Topic> = self
+            .engine
+            .registry()
+            .topics()
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        assert_eq!(
+            registry, self.user.wanted,
+            "the registry is not the set of topics the user wants"
+        );
+    }
+
     fn op(&mut self, op: Op) {
         let now = self.user.now;
+        self.user.leaving = TOPICS
+            .iter()
+            .filter(|t| self.engine.topic_status(t) == Some(TopicStatus::Leaving))
+            .map(|t| Topic::from(*t))
+            .collect();
         let e = &mut self.engine;
         let u = &mut self.user;
         match op {
@@ -363,6 +408,7 @@ impl Harness {
             Op::Join { topic, waiter } => {
                 let topic = TOPICS[usize::from(topic) % TOPICS.len()];
                 let request = waiter.then(|| u.request(Kind::Join));
+                u.wanted.insert(Topic::from(topic));
                 e.join(topic, json!({"t": topic}), request, now);
                 if let Some(r) = request {
                     u.join_waiters.push((Topic::from(topic), r));
@@ -371,6 +417,7 @@ impl Harness {
             Op::Leave { topic, waiter } => {
                 let topic = TOPICS[usize::from(topic) % TOPICS.len()];
                 let request = waiter.then(|| u.request(Kind::Leave));
+                u.wanted.remove(topic);
                 e.leave(topic, request, now);
             }
             Op::Push {
@@ -527,7 +574,20 @@ impl Harness {
             "timers left: {:?}",
             self.engine
         );
+        self.check_registry();
         let u = &self.user;
+        let held = u
+            .requests
+            .iter()
+            .filter(|(r, kind)| {
+                **kind == Kind::Join && !u.refused.contains(r) && !u.resolved.contains(r)
+            })
+            .count();
+        assert_eq!(
+            self.engine.open_requests(),
+            held,
+            "open requests other than the join waiters held by their topics"
+        );
         for (r, kind) in &u.requests {
             if u.refused.contains(r) {
                 continue;
@@ -592,11 +652,15 @@ fuzz_target!(|input: Input| {
             callback_pushes: HashMap::new(),
             join_waiters: Vec::new(),
             next_request: 0,
+            sent_refs: HashSet::new(),
+            wanted: HashSet::new(),
+            leaving: HashSet::new(),
         },
     };
     for op in input.ops.into_iter().take(256) {
         h.op(op);
         h.run();
+        h.check_registry();
     }
     h.finish();
 });
