@@ -11,7 +11,7 @@ use url::Url;
 
 use crate::backoff::Backoff;
 use crate::error::ConfigError;
-use crate::serializer::Serializer;
+use crate::serializer::{Serializer, V2};
 
 /// Connect parameters: sent as the socket URL's query string at every connect.
 #[derive(Clone)]
@@ -188,8 +188,10 @@ pub struct Config {
     pub params: ConnectParams,
     /// Extra HTTP headers on the upgrade request. Default none.
     pub headers: Vec<(String, String)>,
-    /// Protocol version. Default V2 (needed for binary payloads).
-    pub serializer: Serializer,
+    /// The wire format, whose `vsn` is sent as a connect param. Default
+    /// [`V2`](crate::codec::V2) (needed for binary payloads); see
+    /// [`Config::serializer`].
+    pub serializer: Arc<dyn Serializer>,
     /// Time between heartbeats. Default 30 s (phoenix.js). Phoenix closes a socket
     /// after 60 s without client frames, so keep it well under that. Zero disables
     /// heartbeats (and dead-link detection).
@@ -249,7 +251,7 @@ impl Default for Config {
             url: "ws://localhost:4000/socket".to_owned(),
             params: ConnectParams::default(),
             headers: Vec::new(),
-            serializer: Serializer::V2,
+            serializer: Arc::new(V2),
             heartbeat_interval: Duration::from_secs(30),
             heartbeat_timeout: Duration::from_secs(10),
             reconnect_backoff: Backoff::phoenix_reconnect(),
@@ -347,9 +349,20 @@ impl Config {
         self
     }
 
-    /// Chooses the protocol version.
-    pub fn serializer(mut self, serializer: Serializer) -> Self {
-        self.serializer = serializer;
+    /// Chooses the wire format: [`V2`](crate::codec::V2) (the default),
+    /// [`V1Json`](crate::codec::V1Json) for servers that speak only V1, or a
+    /// [`Serializer`] of your own for a server configured with a custom one. Its
+    /// [`vsn`](Serializer::vsn) is sent as the `vsn` connect param.
+    ///
+    /// ```
+    /// use actix_slipstream::codec::V1Json;
+    /// use actix_slipstream::Config;
+    ///
+    /// let config = Config::new("ws://127.0.0.1:4000/socket").serializer(V1Json);
+    /// assert_eq!(config.connect_url().unwrap().query(), Some("vsn=1.0.0"));
+    /// ```
+    pub fn serializer(mut self, serializer: impl Serializer) -> Self {
+        self.serializer = Arc::new(serializer);
         self
     }
 
@@ -445,7 +458,7 @@ impl Config {
     /// [`ConfigError`] naming the first bad setting.
     pub fn connect_url(&self) -> Result<Url, ConfigError> {
         self.validate()?;
-        crate::url::socket_url(&self.url, &self.params.resolve(), self.serializer)
+        crate::url::socket_url(&self.url, &self.params.resolve(), self.serializer.vsn())
     }
 
     /// Checks the settings without connecting.
@@ -459,7 +472,7 @@ impl Config {
                 reason: reason.to_owned(),
             })
         };
-        crate::url::socket_url(&self.url, &[], self.serializer)?;
+        crate::url::socket_url(&self.url, &[], self.serializer.vsn())?;
         if self.url.starts_with("wss:") && !cfg!(feature = "rustls") {
             return invalid("url", "wss:// needs the `rustls` feature");
         }

@@ -35,9 +35,17 @@ pub enum DecodeError {
     /// A `phx_reply` without a well-formed status.
     #[error("invalid reply: {0}")]
     InvalidReply(&'static str),
-    /// A binary frame on a V1 socket, which has no binary protocol.
-    #[error("binary frames are not part of the V1 protocol")]
+    /// A binary frame on a socket whose serializer has no binary frames (V1).
+    #[error("binary frames are not part of this protocol")]
     BinaryNotSupported,
+    /// A frame of a type or direction the serializer does not handle (a text frame
+    /// for a binary-only serializer, a client frame for a client-only one).
+    #[error("unsupported frame: {0}")]
+    Unsupported(&'static str),
+    /// A custom [`Serializer`](crate::codec::Serializer)'s own error: the frame is not
+    /// in its format.
+    #[error("invalid frame: {0}")]
+    Custom(String),
 }
 
 impl DecodeError {
@@ -60,8 +68,9 @@ pub enum EncodeError {
         /// Its length in UTF-8 bytes.
         len: usize,
     },
-    /// A binary payload on a V1 socket. Use V2 (the default) or a JSON payload.
-    #[error("binary payloads need the V2 protocol")]
+    /// A binary payload with a serializer that has none (V1). Use V2 (the default)
+    /// or a JSON payload.
+    #[error("binary payloads are not supported by this serializer (V2 supports them)")]
     BinaryNotSupported,
     /// The payload could not be serialized to JSON.
     #[error("payload is not serializable: {0}")]
@@ -69,6 +78,10 @@ pub enum EncodeError {
     /// The message cannot be sent in this direction.
     #[error("unsupported message: {0}")]
     Unsupported(&'static str),
+    /// A custom [`Serializer`](crate::codec::Serializer)'s own error: the message
+    /// cannot be written in its format.
+    #[error("message cannot be encoded: {0}")]
+    Custom(String),
 }
 
 impl From<serde_json::Error> for EncodeError {

@@ -1,11 +1,12 @@
-//! Wire codecs: V2 JSON text frames, V2 binary frames and V1 JSON text frames.
+//! Wire codecs: the [`Serializer`] trait and its built-ins, [`V2`] (JSON text and
+//! binary frames) and [`V1Json`] (JSON objects).
 //!
-//! No I/O happens here. Each direction has its own functions because the formats are
+//! No I/O happens here. Each direction has its own methods because the formats are
 //! not symmetric: a V2 binary push from the client carries a `ref` (5-byte header)
 //! while one from the server does not (4-byte header), and V1 server frames carry no
 //! `join_ref` at all. The client uses [`Serializer::encode_client`] and
-//! [`Serializer::decode_server`]; the test server in [`crate::testing`] uses the other
-//! two.
+//! [`Serializer::decode_server_text`] / [`Serializer::decode_server_binary`]; the
+//! test server in [`crate::testing`] uses the other three.
 //!
 //! See [`crate::codec`] for an example.
 
@@ -22,27 +23,228 @@ use crate::message::{Event, Message, Payload, Ref, ReplyStatus, Topic};
 /// A websocket data frame, as the serializers produce and consume it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
-    /// A text frame (JSON).
+    /// A text frame (JSON with the built-in serializers).
     Text(String),
-    /// A binary frame (V2 binary protocol).
+    /// A binary frame (the V2 binary protocol, or any binary format of a custom
+    /// serializer).
     Binary(Bytes),
 }
 
-/// The protocol version spoken on a socket, chosen with the `vsn` connect parameter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Serializer {
-    /// `vsn=1.0.0`: JSON objects; server frames carry no `join_ref`; no binary payloads.
-    V1,
-    /// `vsn=2.0.0` (the default): JSON arrays and binary frames.
-    #[default]
-    V2,
-}
+/// Turns protocol [`Message`]s into websocket [`Frame`]s and back: the wire format of
+/// a socket, announced to the server by the `vsn` connect parameter.
+///
+/// The built-ins are [`V2`] (`vsn=2.0.0`, the default: JSON arrays in text frames,
+/// binary payloads in binary frames) and [`V1Json`] (`vsn=1.0.0`: JSON objects, no
+/// binary payloads). Implement this trait to speak another format a Phoenix server
+/// was configured with (`serializer: [{MyApp.MsgpackSerializer, "~> 3.0.0"}]`), and
+/// give it to [`Config::serializer`](crate::Config::serializer); the client keeps it
+/// in an `Arc` and calls it once per frame (no allocation of its own per frame).
+///
+/// A client needs [`vsn`](Serializer::vsn), [`encode_client`](Serializer::encode_client)
+/// and the decoder of each frame type its server sends
+/// ([`decode_server_text`](Serializer::decode_server_text),
+/// [`decode_server_binary`](Serializer::decode_server_binary)); the others have
+/// defaults that refuse with a clear error. The server direction
+/// ([`encode_server`](Serializer::encode_server),
+/// [`decode_client_text`](Serializer::decode_client_text),
+/// [`decode_client_binary`](Serializer::decode_client_binary)) is what the test
+/// server of the `testing` feature uses
+/// (`TestServerBuilder::serializer`).
+///
+/// A decoded `phx_reply` is a [`Message`] whose event is [`Event::Reply`] with the
+/// reply's status and whose payload is the reply's `response` (the built-ins unwrap
+/// `{"status": .., "response": ..}`); a reply is encoded the other way round.
+/// Decoders must return an error, never panic, on any input.
+///
+/// `examples/msgpack.rs` in the repository is a complete MessagePack serializer. A
+/// shorter one, for the client direction only: each message is a JSON object in a
+/// text frame.
+///
+/// ```
+/// use actix_slipstream::codec::{DecodeError, EncodeError, Frame, Message, Serializer};
+/// use actix_slipstream::{Config, Event, Payload, Ref, ReplyStatus};
+/// use serde_json::{json, Value};
+///
+/// /// `{"t": topic, "e": event, "p": payload, "r": ref, "j": join_ref}`.
+/// #[derive(Debug)]
+/// struct ObjectJson;
+///
+/// impl Serializer for ObjectJson {
+///     fn vsn(&self) -> &str {
+///         "9.0.0"
+///     }
+///
+///     fn encode_client(&self, msg: &Message) -> Result<Frame, EncodeError> {
+///         let Payload::Json(payload) = &msg.payload else {
+///             return Err(EncodeError::BinaryNotSupported);
+///         };
+///         let object = json!({
+///             "t": msg.topic.as_str(),
+///             "e": msg.event.as_str(),
+///             "p": payload,
+///             "r": msg.reference.as_ref().map(Ref::as_str),
+///             "j": msg.join_ref.as_ref().map(Ref::as_str),
+///         });
+///         Ok(Frame::Text(object.to_string()))
+///     }
+///
+///     fn decode_server_text(&self, text: &[u8]) -> Result<Message, DecodeError> {
+///         let bad = |what: &str| DecodeError::Custom(what.to_owned());
+///         let Value::Object(mut o) = serde_json::from_slice(text)
+///             .map_err(|e| DecodeError::InvalidJson(e.to_string()))?
+///         else {
+///             return Err(bad("not an object"));
+///         };
+///         let mut text_of = |k: &str| match o.remove(k) {
+///             Some(Value::String(s)) => Ok(Some(s)),
+///             None | Some(Value::Null) => Ok(None),
+///             Some(_) => Err(bad("a field is not a string")),
+///         };
+///         let (topic, event) = (text_of("t")?, text_of("e")?);
+///         let (reference, join_ref) = (text_of("r")?, text_of("j")?);
+///         let (Some(topic), Some(event)) = (topic, event) else {
+///             return Err(bad("no topic or event"));
+///         };
+///         let mut payload = o.remove("p").unwrap_or(Value::Null);
+///         let event = match event.as_str() {
+///             "phx_reply" => {
+///                 let status = payload["status"].as_str().ok_or(bad("no status"))?;
+///                 let status = ReplyStatus::from(status);
+///                 payload = payload["response"].take();
+///                 Event::Reply(status)
+///             }
+///             other => Event::from(other),
+///         };
+///         Ok(Message::new(
+///             join_ref.map(Ref::from),
+///             reference.map(Ref::from),
+///             topic,
+///             event,
+///             Payload::Json(payload),
+///         ))
+///     }
+/// }
+///
+/// let config = Config::new("ws://127.0.0.1:4000/socket").serializer(ObjectJson);
+/// assert_eq!(config.serializer.vsn(), "9.0.0");
+/// let frame = ObjectJson.encode_client(&Message::heartbeat(Ref::from(1))).unwrap();
+/// let reply = br#"{"t":"phoenix","e":"phx_reply","r":"1","p":{"status":"ok","response":{}}}"#;
+/// let msg = ObjectJson.decode_server_text(reply).unwrap();
+/// assert_eq!(msg.event, Event::Reply(ReplyStatus::Ok));
+/// assert!(matches!(frame, Frame::Text(_)));
+/// ```
+pub trait Serializer: Send + Sync + fmt::Debug + 'static {
+    /// The `vsn` connect parameter this format is announced with (`"2.0.0"` for
+    /// [`V2`]). The server picks its serializer from it.
+    fn vsn(&self) -> &str;
 
-impl fmt::Display for Serializer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.vsn())
+    /// Whether binary payloads ([`Payload::Binary`]) can be sent and received. When
+    /// `false`, a binary push fails at once with
+    /// [`EncodeError::BinaryNotSupported`]. Default `false`.
+    fn supports_binary(&self) -> bool {
+        false
+    }
+
+    /// Encodes a message sent by a client.
+    ///
+    /// # Errors
+    /// An [`EncodeError`] when the message cannot be written in this format (nothing
+    /// is sent; a push fails with it).
+    fn encode_client(&self, msg: &Message) -> Result<Frame, EncodeError>;
+
+    /// Decodes a text frame received from a server (the bytes are not checked for
+    /// UTF-8 yet). Default: refused with [`DecodeError::Unsupported`].
+    ///
+    /// # Errors
+    /// A [`DecodeError`] for anything that is not a frame of this format; the client
+    /// then closes the connection and reconnects.
+    fn decode_server_text(&self, text: &[u8]) -> Result<Message, DecodeError> {
+        let _ = text;
+        Err(DecodeError::Unsupported(
+            "text frames are not part of this protocol",
+        ))
+    }
+
+    /// Decodes a binary frame received from a server. Default: refused with
+    /// [`DecodeError::BinaryNotSupported`].
+    ///
+    /// # Errors
+    /// As [`decode_server_text`](Serializer::decode_server_text).
+    fn decode_server_binary(&self, data: &Bytes) -> Result<Message, DecodeError> {
+        let _ = data;
+        Err(DecodeError::BinaryNotSupported)
+    }
+
+    /// Decodes any frame received from a server.
+    ///
+    /// # Errors
+    /// As [`decode_server_text`](Serializer::decode_server_text).
+    fn decode_server(&self, frame: &Frame) -> Result<Message, DecodeError> {
+        match frame {
+            Frame::Text(t) => self.decode_server_text(t.as_bytes()),
+            Frame::Binary(b) => self.decode_server_binary(b),
+        }
+    }
+
+    /// Encodes a message sent by a server (the test server's direction). Default:
+    /// refused with [`EncodeError::Unsupported`].
+    ///
+    /// # Errors
+    /// An [`EncodeError`] when the message cannot be written in this format.
+    fn encode_server(&self, msg: &Message) -> Result<Frame, EncodeError> {
+        let _ = msg;
+        Err(EncodeError::Unsupported(
+            "this serializer does not encode server frames",
+        ))
+    }
+
+    /// Decodes a text frame received from a client (the test server's direction).
+    /// Default: refused with [`DecodeError::Unsupported`].
+    ///
+    /// # Errors
+    /// A [`DecodeError`] for anything that is not a frame of this format.
+    fn decode_client_text(&self, text: &[u8]) -> Result<Message, DecodeError> {
+        let _ = text;
+        Err(DecodeError::Unsupported(
+            "this serializer does not decode client frames",
+        ))
+    }
+
+    /// Decodes a binary frame received from a client (the test server's direction).
+    /// Default: refused with [`DecodeError::Unsupported`].
+    ///
+    /// # Errors
+    /// As [`decode_client_text`](Serializer::decode_client_text).
+    fn decode_client_binary(&self, data: &Bytes) -> Result<Message, DecodeError> {
+        let _ = data;
+        Err(DecodeError::Unsupported(
+            "this serializer does not decode client frames",
+        ))
+    }
+
+    /// Decodes any frame received from a client.
+    ///
+    /// # Errors
+    /// As [`decode_client_text`](Serializer::decode_client_text).
+    fn decode_client(&self, frame: &Frame) -> Result<Message, DecodeError> {
+        match frame {
+            Frame::Text(t) => self.decode_client_text(t.as_bytes()),
+            Frame::Binary(b) => self.decode_client_binary(b),
+        }
     }
 }
+
+/// The V2 protocol of Phoenix's `V2.JSONSerializer` (`vsn=2.0.0`, the default):
+/// `[join_ref, ref, topic, event, payload]` JSON arrays in text frames, and binary
+/// payloads in binary frames (a header of field lengths, the fields, the raw bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct V2;
+
+/// The V1 protocol of Phoenix's `V1.JSONSerializer` (`vsn=1.0.0`): JSON objects
+/// `{"topic", "event", "payload", "ref"}` (plus `join_ref` from the client); server
+/// frames carry no `join_ref`; no binary payloads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct V1Json;
 
 const KIND_PUSH: u8 = 0;
 const KIND_REPLY: u8 = 1;
@@ -103,28 +305,23 @@ struct V2In<'a>(
     Value,
 );
 
-impl Serializer {
-    /// The `vsn` query parameter value for this protocol.
-    pub fn vsn(&self) -> &'static str {
-        match self {
-            Serializer::V1 => "1.0.0",
-            Serializer::V2 => "2.0.0",
-        }
+impl Serializer for V2 {
+    fn vsn(&self) -> &str {
+        "2.0.0"
     }
 
-    /// Whether binary payloads can be sent and received.
-    pub fn supports_binary(&self) -> bool {
-        matches!(self, Serializer::V2)
+    fn supports_binary(&self) -> bool {
+        true
     }
 
     /// Encodes a message sent by a client.
     ///
     /// A binary payload becomes a V2 binary push (kind 0, 5-byte header); each of
     /// join_ref, ref, topic and event must then fit in 255 UTF-8 bytes.
-    pub fn encode_client(&self, msg: &Message) -> Result<Frame, EncodeError> {
-        match (self, &msg.payload) {
-            (Serializer::V2, Payload::Json(payload)) => v2_text(msg, payload),
-            (Serializer::V2, Payload::Binary(data)) => {
+    fn encode_client(&self, msg: &Message) -> Result<Frame, EncodeError> {
+        match &msg.payload {
+            Payload::Json(payload) => v2_text(msg, payload),
+            Payload::Binary(data) => {
                 let event = msg.event.as_str();
                 if event == "phx_reply" {
                     // A client push frame has no status; the decoder would refuse it.
@@ -147,38 +344,16 @@ impl Serializer {
                 buf.put_slice(data);
                 Ok(Frame::Binary(buf.freeze()))
             }
-            (Serializer::V1, Payload::Json(payload)) => {
-                if let Event::Reply(_) = msg.event {
-                    return Err(EncodeError::Unsupported("a client does not send phx_reply"));
-                }
-                let out = V1ClientOut {
-                    topic: msg.topic.as_str(),
-                    event: msg.event.as_str(),
-                    payload,
-                    reference: msg.reference.as_ref().map(Ref::as_str),
-                    join_ref: msg.join_ref.as_ref().map(Ref::as_str),
-                };
-                Ok(Frame::Text(serde_json::to_string(&out)?))
-            }
-            (Serializer::V1, Payload::Binary(_)) => Err(EncodeError::BinaryNotSupported),
         }
     }
 
-    /// Decodes a text frame received from a server.
-    pub fn decode_server_text(&self, text: &[u8]) -> Result<Message, DecodeError> {
-        match self {
-            Serializer::V2 => decode_v2_text(text),
-            // V1 server frames carry no join_ref; one a server sends anyway is kept.
-            Serializer::V1 => decode_v1_text(text),
-        }
+    fn decode_server_text(&self, text: &[u8]) -> Result<Message, DecodeError> {
+        decode_v2_text(text)
     }
 
-    /// Decodes a binary frame received from a server (V2 only): a push (kind 0,
-    /// no ref), a reply (kind 1) or a broadcast (kind 2).
-    pub fn decode_server_binary(&self, data: &Bytes) -> Result<Message, DecodeError> {
-        if !self.supports_binary() {
-            return Err(DecodeError::BinaryNotSupported);
-        }
+    /// Decodes a binary frame received from a server: a push (kind 0, no ref), a
+    /// reply (kind 1) or a broadcast (kind 2).
+    fn decode_server_binary(&self, data: &Bytes) -> Result<Message, DecodeError> {
         let mut r = Reader::new(data);
         let kind = r.u8("kind")?;
         match kind {
@@ -234,108 +409,68 @@ impl Serializer {
         }
     }
 
-    /// Decodes any frame received from a server.
-    pub fn decode_server(&self, frame: &Frame) -> Result<Message, DecodeError> {
-        match frame {
-            Frame::Text(t) => self.decode_server_text(t.as_bytes()),
-            Frame::Binary(b) => self.decode_server_binary(b),
-        }
-    }
-
     /// Encodes a message sent by a server.
     ///
     /// Binary payloads become a reply (kind 1) for [`Event::Reply`], a broadcast
     /// (kind 2) when the message has neither join_ref nor ref, and a push (kind 0)
     /// otherwise, as Phoenix's serializer does.
-    pub fn encode_server(&self, msg: &Message) -> Result<Frame, EncodeError> {
-        match (self, &msg.payload) {
-            (Serializer::V2, Payload::Json(payload)) => v2_text(msg, payload),
-            (Serializer::V2, Payload::Binary(data)) => {
-                let jr = ref_str(&msg.join_ref);
-                let r = ref_str(&msg.reference);
-                let topic = msg.topic.as_str();
-                let mut buf =
-                    BytesMut::with_capacity(5 + jr.len() + r.len() + topic.len() + 16 + data.len());
-                match &msg.event {
-                    Event::Reply(status) => {
-                        let status = status.as_str();
-                        buf.put_u8(KIND_REPLY);
-                        buf.put_u8(field_len("join_ref", jr)?);
-                        buf.put_u8(field_len("ref", r)?);
-                        buf.put_u8(field_len("topic", topic)?);
-                        buf.put_u8(field_len("status", status)?);
-                        for s in [jr, r, topic, status] {
-                            buf.put_slice(s.as_bytes());
-                        }
-                    }
-                    Event::Custom(name) if name == "phx_reply" => {
-                        return Err(EncodeError::Unsupported(
-                            "a phx_reply needs a status: use Event::Reply",
-                        ));
-                    }
-                    event if msg.join_ref.is_none() && msg.reference.is_none() => {
-                        let event = event.as_str();
-                        buf.put_u8(KIND_BROADCAST);
-                        buf.put_u8(field_len("topic", topic)?);
-                        buf.put_u8(field_len("event", event)?);
-                        buf.put_slice(topic.as_bytes());
-                        buf.put_slice(event.as_bytes());
-                    }
-                    event => {
-                        let event = event.as_str();
-                        buf.put_u8(KIND_PUSH);
-                        buf.put_u8(field_len("join_ref", jr)?);
-                        buf.put_u8(field_len("topic", topic)?);
-                        buf.put_u8(field_len("event", event)?);
-                        for s in [jr, topic, event] {
-                            buf.put_slice(s.as_bytes());
-                        }
-                    }
+    fn encode_server(&self, msg: &Message) -> Result<Frame, EncodeError> {
+        let data = match &msg.payload {
+            Payload::Json(payload) => return v2_text(msg, payload),
+            Payload::Binary(data) => data,
+        };
+
+        let jr = ref_str(&msg.join_ref);
+        let r = ref_str(&msg.reference);
+        let topic = msg.topic.as_str();
+        let mut buf =
+            BytesMut::with_capacity(5 + jr.len() + r.len() + topic.len() + 16 + data.len());
+        match &msg.event {
+            Event::Reply(status) => {
+                let status = status.as_str();
+                buf.put_u8(KIND_REPLY);
+                buf.put_u8(field_len("join_ref", jr)?);
+                buf.put_u8(field_len("ref", r)?);
+                buf.put_u8(field_len("topic", topic)?);
+                buf.put_u8(field_len("status", status)?);
+                for s in [jr, r, topic, status] {
+                    buf.put_slice(s.as_bytes());
                 }
-                buf.put_slice(data);
-                Ok(Frame::Binary(buf.freeze()))
             }
-            (Serializer::V1, Payload::Json(payload)) => {
-                let text = match &msg.event {
-                    Event::Reply(status) => {
-                        let reply = ReplyOut {
-                            response: payload,
-                            status: status.as_str(),
-                        };
-                        let wrapped = serde_json::to_value(&reply)?;
-                        serde_json::to_string(&V1ServerOut {
-                            event: msg.event.as_str(),
-                            payload: &wrapped,
-                            reference: msg.reference.as_ref().map(Ref::as_str),
-                            topic: msg.topic.as_str(),
-                        })?
-                    }
-                    _ => serde_json::to_string(&V1ServerOut {
-                        event: msg.event.as_str(),
-                        payload,
-                        reference: msg.reference.as_ref().map(Ref::as_str),
-                        topic: msg.topic.as_str(),
-                    })?,
-                };
-                Ok(Frame::Text(text))
+            Event::Custom(name) if name == "phx_reply" => {
+                return Err(EncodeError::Unsupported(
+                    "a phx_reply needs a status: use Event::Reply",
+                ));
             }
-            (Serializer::V1, Payload::Binary(_)) => Err(EncodeError::BinaryNotSupported),
+            event if msg.join_ref.is_none() && msg.reference.is_none() => {
+                let event = event.as_str();
+                buf.put_u8(KIND_BROADCAST);
+                buf.put_u8(field_len("topic", topic)?);
+                buf.put_u8(field_len("event", event)?);
+                buf.put_slice(topic.as_bytes());
+                buf.put_slice(event.as_bytes());
+            }
+            event => {
+                let event = event.as_str();
+                buf.put_u8(KIND_PUSH);
+                buf.put_u8(field_len("join_ref", jr)?);
+                buf.put_u8(field_len("topic", topic)?);
+                buf.put_u8(field_len("event", event)?);
+                for s in [jr, topic, event] {
+                    buf.put_slice(s.as_bytes());
+                }
+            }
         }
+        buf.put_slice(data);
+        Ok(Frame::Binary(buf.freeze()))
     }
 
-    /// Decodes a text frame received from a client.
-    pub fn decode_client_text(&self, text: &[u8]) -> Result<Message, DecodeError> {
-        match self {
-            Serializer::V2 => decode_v2_text(text),
-            Serializer::V1 => decode_v1_text(text),
-        }
+    fn decode_client_text(&self, text: &[u8]) -> Result<Message, DecodeError> {
+        decode_v2_text(text)
     }
 
     /// Decodes a binary frame received from a client: a push (kind 0, 5-byte header).
-    pub fn decode_client_binary(&self, data: &Bytes) -> Result<Message, DecodeError> {
-        if !self.supports_binary() {
-            return Err(DecodeError::BinaryNotSupported);
-        }
+    fn decode_client_binary(&self, data: &Bytes) -> Result<Message, DecodeError> {
         let mut r = Reader::new(data);
         let kind = r.u8("kind")?;
         if kind != KIND_PUSH {
@@ -359,13 +494,73 @@ impl Serializer {
             payload: Payload::Binary(r.rest()),
         })
     }
+}
 
-    /// Decodes any frame received from a client.
-    pub fn decode_client(&self, frame: &Frame) -> Result<Message, DecodeError> {
-        match frame {
-            Frame::Text(t) => self.decode_client_text(t.as_bytes()),
-            Frame::Binary(b) => self.decode_client_binary(b),
+impl Serializer for V1Json {
+    fn vsn(&self) -> &str {
+        "1.0.0"
+    }
+
+    fn encode_client(&self, msg: &Message) -> Result<Frame, EncodeError> {
+        let Payload::Json(payload) = &msg.payload else {
+            return Err(EncodeError::BinaryNotSupported);
+        };
+        if let Event::Reply(_) = msg.event {
+            return Err(EncodeError::Unsupported("a client does not send phx_reply"));
         }
+        let out = V1ClientOut {
+            topic: msg.topic.as_str(),
+            event: msg.event.as_str(),
+            payload,
+            reference: msg.reference.as_ref().map(Ref::as_str),
+            join_ref: msg.join_ref.as_ref().map(Ref::as_str),
+        };
+        Ok(Frame::Text(serde_json::to_string(&out)?))
+    }
+
+    /// Decodes a text frame received from a server. V1 server frames carry no
+    /// join_ref; one a server sends anyway is kept.
+    fn decode_server_text(&self, text: &[u8]) -> Result<Message, DecodeError> {
+        decode_v1_text(text)
+    }
+
+    fn encode_server(&self, msg: &Message) -> Result<Frame, EncodeError> {
+        let Payload::Json(payload) = &msg.payload else {
+            return Err(EncodeError::BinaryNotSupported);
+        };
+
+        let text = match &msg.event {
+            Event::Reply(status) => {
+                let reply = ReplyOut {
+                    response: payload,
+                    status: status.as_str(),
+                };
+                let wrapped = serde_json::to_value(&reply)?;
+                serde_json::to_string(&V1ServerOut {
+                    event: msg.event.as_str(),
+                    payload: &wrapped,
+                    reference: msg.reference.as_ref().map(Ref::as_str),
+                    topic: msg.topic.as_str(),
+                })?
+            }
+            _ => serde_json::to_string(&V1ServerOut {
+                event: msg.event.as_str(),
+                payload,
+                reference: msg.reference.as_ref().map(Ref::as_str),
+                topic: msg.topic.as_str(),
+            })?,
+        };
+        Ok(Frame::Text(text))
+    }
+
+    fn decode_client_text(&self, text: &[u8]) -> Result<Message, DecodeError> {
+        decode_v1_text(text)
+    }
+
+    /// Binary frames are not part of V1: refused with [`DecodeError::BinaryNotSupported`].
+    fn decode_client_binary(&self, data: &Bytes) -> Result<Message, DecodeError> {
+        let _ = data;
+        Err(DecodeError::BinaryNotSupported)
     }
 }
 
@@ -532,7 +727,7 @@ mod tests {
             Event::from("e"),
             Payload::Binary(Bytes::from_static(&[1])),
         );
-        let frame = Serializer::V2.encode_client(&msg).unwrap();
+        let frame = V2.encode_client(&msg).unwrap();
         assert_eq!(
             frame,
             Frame::Binary(Bytes::from(hex("00010101013031746501")))
@@ -547,9 +742,7 @@ mod tests {
         data.extend_from_slice(b"top");
         data.extend_from_slice(b"ok");
         data.extend_from_slice(&[1, 1]);
-        let msg = Serializer::V2
-            .decode_server_binary(&Bytes::from(data))
-            .unwrap();
+        let msg = V2.decode_server_binary(&Bytes::from(data)).unwrap();
         assert_eq!(msg.join_ref, Some(Ref::from("100")));
         assert_eq!(msg.reference, Some(Ref::from("12")));
         assert_eq!(msg.topic, "top");
@@ -567,7 +760,7 @@ mod tests {
             Event::from("e"),
             Payload::from(vec![0u8]),
         );
-        let err = Serializer::V2.encode_client(&msg).unwrap_err();
+        let err = V2.encode_client(&msg).unwrap_err();
         assert!(matches!(
             err,
             EncodeError::FieldTooLong {
@@ -579,7 +772,7 @@ mod tests {
 
     #[test]
     fn v2_reply_text_unwraps_status_and_response() {
-        let msg = Serializer::V2
+        let msg = V2
             .decode_server_text(
                 br#"["1","2","room:lobby","phx_reply",{"response":{"x":1},"status":"error"}]"#,
             )
@@ -591,7 +784,7 @@ mod tests {
     #[test]
     fn v1_client_frame_omits_join_ref_when_absent() {
         let msg = Message::heartbeat(Ref::from(1));
-        let frame = Serializer::V1.encode_client(&msg).unwrap();
+        let frame = V1Json.encode_client(&msg).unwrap();
         assert_eq!(
             frame,
             Frame::Text(r#"{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"1"}"#.into())
@@ -603,21 +796,21 @@ mod tests {
         // serde would read it positionally as topic, event, payload, ref, join_ref.
         for text in [&br#"["t","e",{},"1","1"]"#[..], br#" ["t","e"]"#] {
             for decoded in [
-                Serializer::V1.decode_server_text(text),
-                Serializer::V1.decode_client_text(text),
+                V1Json.decode_server_text(text),
+                V1Json.decode_client_text(text),
             ] {
                 assert!(matches!(decoded, Err(DecodeError::InvalidJson(_))));
             }
         }
         let object = br#" {"topic":"t","event":"e","payload":{},"ref":"1"}"#;
-        assert!(Serializer::V1.decode_server_text(object).is_ok());
+        assert!(V1Json.decode_server_text(object).is_ok());
     }
 
     #[test]
     fn floats_decode_to_the_exact_value_the_sender_wrote() {
         // The shortest representation of this f64; a non-exact parser lands one ULP away.
         let sent = 3.993_784_110_568_700_6e232_f64;
-        let msg = Serializer::V2
+        let msg = V2
             .decode_server_text(br#"[null,null,"t","e",3.9937841105687006e+232]"#)
             .unwrap();
         let got = msg.payload.as_json().and_then(Value::as_f64).unwrap();
@@ -634,7 +827,7 @@ mod tests {
             Payload::from(vec![1u8]),
         );
         assert!(matches!(
-            Serializer::V2.encode_client(&reply),
+            V2.encode_client(&reply),
             Err(EncodeError::Unsupported(_))
         ));
         let custom = Message {
@@ -642,11 +835,11 @@ mod tests {
             ..reply
         };
         assert!(matches!(
-            Serializer::V2.encode_client(&custom),
+            V2.encode_client(&custom),
             Err(EncodeError::Unsupported(_))
         ));
         assert!(matches!(
-            Serializer::V2.encode_server(&custom),
+            V2.encode_server(&custom),
             Err(EncodeError::Unsupported(_))
         ));
     }
@@ -654,7 +847,7 @@ mod tests {
     #[test]
     fn truncated_binary_header_is_a_decode_error() {
         for data in [&[][..], &[0u8][..], &[1, 3, 2][..], &[2, 5, 1, b'a'][..]] {
-            assert!(Serializer::V2
+            assert!(V2
                 .decode_server_binary(&Bytes::copy_from_slice(data))
                 .is_err());
         }

@@ -8,7 +8,6 @@
 use url::Url;
 
 use crate::error::ConfigError;
-use crate::serializer::Serializer;
 
 /// Builds the websocket URL for a socket endpoint.
 ///
@@ -18,7 +17,7 @@ use crate::serializer::Serializer;
 pub(crate) fn socket_url(
     base: &str,
     params: &[(String, String)],
-    serializer: Serializer,
+    vsn: &str,
 ) -> Result<Url, ConfigError> {
     // The URL is redacted: its query or user info may hold a token, and config errors
     // are logged and shown in `DisconnectReason`s.
@@ -53,7 +52,7 @@ pub(crate) fn socket_url(
         for (k, v) in params {
             query.append_pair(k, v);
         }
-        query.append_pair("vsn", serializer.vsn());
+        query.append_pair("vsn", vsn);
     }
     Ok(url)
 }
@@ -87,7 +86,7 @@ mod tests {
         let url = socket_url(
             "ws://127.0.0.1:4000/socket",
             &[("token".to_string(), "a b&c".to_string())],
-            Serializer::V2,
+            "2.0.0",
         )
         .unwrap();
         assert_eq!(
@@ -124,7 +123,7 @@ mod tests {
     }
 
     fn build(base: &str) -> Result<String, ConfigError> {
-        socket_url(base, &[], Serializer::V2).map(String::from)
+        socket_url(base, &[], "2.0.0").map(String::from)
     }
 
     #[test]
@@ -148,7 +147,7 @@ mod tests {
         let url = socket_url(
             "wss://h:4001/live?x=1",
             &[("token".into(), "t".into())],
-            Serializer::V1,
+            "1.0.0",
         )
         .unwrap();
         assert_eq!(

@@ -1,11 +1,11 @@
 //! Malformed frames: each is refused with the error variant that names what is wrong.
 
 use actix_slipstream::codec::DecodeError;
-use actix_slipstream::codec::Serializer;
+use actix_slipstream::codec::{self, Serializer};
 use bytes::Bytes;
 
-const V2: Serializer = Serializer::V2;
-const V1: Serializer = Serializer::V1;
+const V2: &dyn Serializer = &codec::V2;
+const V1: &dyn Serializer = &codec::V1Json;
 
 fn server_bin(data: &[u8]) -> Result<actix_slipstream::codec::Message, DecodeError> {
     V2.decode_server_binary(&Bytes::copy_from_slice(data))
@@ -16,7 +16,7 @@ fn client_bin(data: &[u8]) -> Result<actix_slipstream::codec::Message, DecodeErr
 }
 
 /// Decodes `text` with every text decoder of `ser` and returns the errors (all must fail).
-fn text_errors(ser: Serializer, text: &[u8]) -> [DecodeError; 2] {
+fn text_errors(ser: &dyn Serializer, text: &[u8]) -> [DecodeError; 2] {
     let server = ser
         .decode_server_text(text)
         .expect_err("server decoder refuses it");
@@ -26,11 +26,12 @@ fn text_errors(ser: Serializer, text: &[u8]) -> [DecodeError; 2] {
     [server, client]
 }
 
-fn assert_invalid_json(ser: Serializer, text: &[u8]) {
+fn assert_invalid_json(ser: &dyn Serializer, text: &[u8]) {
     for err in text_errors(ser, text) {
         assert!(
             matches!(err, DecodeError::InvalidJson(_)),
-            "{ser} {:?}: {err:?}",
+            "vsn {} {:?}: {err:?}",
+            ser.vsn(),
             String::from_utf8_lossy(text)
         );
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use actix_slipstream::codec::DecodeError;
 use actix_slipstream::codec::Message;
-use actix_slipstream::codec::{Frame, Serializer};
+use actix_slipstream::codec::{Frame, Serializer, V1Json, V2};
 use actix_slipstream::{Event, Payload, Ref, ReplyStatus};
 use bytes::Bytes;
 use serde_json::Value;
@@ -28,8 +28,26 @@ const BINARY_FRAMES: usize = 3;
 
 struct Fixture {
     scenario: String,
-    serializer: Serializer,
+    serializer: Vsn,
     frames: Vec<Value>,
+}
+
+/// The built-in serializer a recording was made with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Vsn {
+    V1,
+    V2,
+}
+
+impl std::ops::Deref for Vsn {
+    type Target = dyn Serializer;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Vsn::V1 => &V1Json,
+            Vsn::V2 => &V2,
+        }
+    }
 }
 
 fn fixtures_dir() -> PathBuf {
@@ -59,12 +77,12 @@ fn load_fixtures() -> Vec<Fixture> {
 }
 
 /// V1 when the URL asks for `vsn=1.0.0` or gives no `vsn` (Phoenix's default), V2 otherwise.
-fn serializer_for(url: &str) -> Serializer {
+fn serializer_for(url: &str) -> Vsn {
     let url = url::Url::parse(url).expect("fixture url parses");
     match url.query_pairs().find(|(k, _)| k == "vsn") {
-        None => Serializer::V1,
-        Some((_, v)) if v == "1.0.0" => Serializer::V1,
-        Some(_) => Serializer::V2,
+        None => Vsn::V1,
+        Some((_, v)) if v == "1.0.0" => Vsn::V1,
+        Some(_) => Vsn::V2,
     }
 }
 
@@ -91,10 +109,10 @@ fn opt_ref(v: &Value) -> Option<Ref> {
 }
 
 /// What a text frame must decode to, read straight from its JSON (not through the codec).
-fn expected_from_json(serializer: Serializer, text: &str) -> Message {
+fn expected_from_json(serializer: Vsn, text: &str) -> Message {
     let v: Value = serde_json::from_str(text).expect("recorded text frame is JSON");
     let (join_ref, reference, topic, event, payload) = match serializer {
-        Serializer::V2 => {
+        Vsn::V2 => {
             let a = v.as_array().expect("V2 frame is an array");
             assert_eq!(a.len(), 5, "{text}");
             (
@@ -105,7 +123,7 @@ fn expected_from_json(serializer: Serializer, text: &str) -> Message {
                 a[4].clone(),
             )
         }
-        Serializer::V1 => {
+        Vsn::V1 => {
             let o = v.as_object().expect("V1 frame is an object");
             (
                 o.get("join_ref").and_then(opt_ref),
@@ -257,7 +275,7 @@ fn every_recorded_frame_decodes_and_reencodes_to_the_same_bytes() {
 }
 
 /// Every decoded server frame of every fixture, with its scenario and serializer.
-fn server_messages(fixtures: &[Fixture]) -> Vec<(String, Serializer, Message)> {
+fn server_messages(fixtures: &[Fixture]) -> Vec<(String, Vsn, Message)> {
     let mut tally = Tally::default();
     let mut out = Vec::new();
     for fx in fixtures {
@@ -272,7 +290,7 @@ fn server_messages(fixtures: &[Fixture]) -> Vec<(String, Serializer, Message)> {
 }
 
 /// Every decoded server frame of all the fixtures.
-fn all_server_messages(fixtures: &[Fixture]) -> Vec<(String, Serializer, Message)> {
+fn all_server_messages(fixtures: &[Fixture]) -> Vec<(String, Vsn, Message)> {
     assert_eq!(fixtures.len(), FIXTURE_FILES);
     let all = server_messages(fixtures);
     assert_eq!(all.len(), RECV_FRAMES);
@@ -296,7 +314,7 @@ fn unmatched_topic_reply_has_no_join_ref() {
             assert_eq!(msg.join_ref, None, "{scenario}");
             assert!(msg.reference.is_some(), "{scenario}: the request's ref");
             assert!(!reply.is_ok());
-            if ser == Serializer::V2 {
+            if ser == Vsn::V2 {
                 *per_scenario.entry(scenario).or_default() += 1;
             }
         }
@@ -348,7 +366,7 @@ fn phx_error_and_phx_close_carry_ref_equal_to_join_ref() {
     let fixtures = load_fixtures();
     let mut seen = 0;
     for (scenario, ser, msg) in all_server_messages(&fixtures) {
-        if !matches!(msg.event, Event::Error | Event::Close) || ser != Serializer::V2 {
+        if !matches!(msg.event, Event::Error | Event::Close) || ser != Vsn::V2 {
             continue;
         }
         seen += 1;
@@ -376,7 +394,7 @@ fn v1_server_frames_have_no_join_ref() {
     let fixtures = load_fixtures();
     let mut v1 = 0;
     for (scenario, ser, msg) in all_server_messages(&fixtures) {
-        if ser == Serializer::V1 {
+        if ser == Vsn::V1 {
             v1 += 1;
             assert_eq!(msg.join_ref, None, "{scenario}");
         }
@@ -502,21 +520,9 @@ fn our_heartbeat_encodes_exactly_as_recorded() {
 
 #[test]
 fn url_without_vsn_selects_v1_and_any_other_vsn_selects_v2() {
-    assert_eq!(
-        serializer_for("ws://h/socket/websocket?token=x"),
-        Serializer::V1
-    );
-    assert_eq!(
-        serializer_for("ws://h/socket/websocket?vsn=1.0.0"),
-        Serializer::V1
-    );
-    assert_eq!(
-        serializer_for("ws://h/socket/websocket?vsn=2.0.0"),
-        Serializer::V2
-    );
+    assert_eq!(serializer_for("ws://h/socket/websocket?token=x"), Vsn::V1);
+    assert_eq!(serializer_for("ws://h/socket/websocket?vsn=1.0.0"), Vsn::V1);
+    assert_eq!(serializer_for("ws://h/socket/websocket?vsn=2.0.0"), Vsn::V2);
     let fixtures = load_fixtures();
-    assert_eq!(
-        fixture(&fixtures, "connect_no_vsn").serializer,
-        Serializer::V1
-    );
+    assert_eq!(fixture(&fixtures, "connect_no_vsn").serializer, Vsn::V1);
 }

@@ -1,7 +1,7 @@
 //! The test vectors of phoenix.js (`assets/test/serializer_test.js`), the reference client.
 
 use actix_slipstream::codec::Message;
-use actix_slipstream::codec::{Frame, Serializer};
+use actix_slipstream::codec::{Frame, Serializer, V1Json, V2};
 use actix_slipstream::{Event, Payload, Ref, ReplyStatus};
 use bytes::Bytes;
 use serde_json::json;
@@ -23,21 +23,15 @@ fn example_msg() -> Message {
 
 #[test]
 fn json_push_encodes_like_phoenix_js() {
-    let frame = Serializer::V2.encode_client(&example_msg()).unwrap();
+    let frame = V2.encode_client(&example_msg()).unwrap();
     assert_eq!(frame, Frame::Text(r#"["0","1","t","e",{"foo":1}]"#.into()));
 }
 
 #[test]
 fn json_push_decodes_like_phoenix_js() {
     let text = br#"["0","1","t","e",{"foo":1}]"#;
-    assert_eq!(
-        Serializer::V2.decode_server_text(text).unwrap(),
-        example_msg()
-    );
-    assert_eq!(
-        Serializer::V2.decode_client_text(text).unwrap(),
-        example_msg()
-    );
+    assert_eq!(V2.decode_server_text(text).unwrap(), example_msg());
+    assert_eq!(V2.decode_client_text(text).unwrap(), example_msg());
 }
 
 #[test]
@@ -49,7 +43,7 @@ fn binary_push_encodes_like_phoenix_js() {
         Event::from("e"),
         Payload::Binary(binary(&[0x01])),
     );
-    let frame = Serializer::V2.encode_client(&msg).unwrap();
+    let frame = V2.encode_client(&msg).unwrap();
     assert_eq!(
         frame,
         Frame::Binary(binary(&[
@@ -67,7 +61,7 @@ fn binary_push_with_variable_length_segments_encodes_like_phoenix_js() {
         Event::from("ev"),
         Payload::Binary(binary(&[0x01])),
     );
-    let frame = Serializer::V2.encode_client(&msg).unwrap();
+    let frame = V2.encode_client(&msg).unwrap();
     assert_eq!(
         frame,
         Frame::Binary(binary(b"\x00\x02\x01\x03\x02101topev\x01"))
@@ -77,22 +71,19 @@ fn binary_push_with_variable_length_segments_encodes_like_phoenix_js() {
 #[test]
 fn binary_server_push_decodes_like_phoenix_js() {
     let data = binary(b"\x00\x03\x03\x0a123topsome-event\x01\x01");
-    let msg = Serializer::V2.decode_server_binary(&data).unwrap();
+    let msg = V2.decode_server_binary(&data).unwrap();
     assert_eq!(msg.join_ref, Some(Ref::from("123")));
     assert_eq!(msg.reference, None);
     assert_eq!(msg.topic, "top");
     assert_eq!(msg.event, Event::Custom("some-event".into()));
     assert_eq!(msg.payload, Payload::Binary(binary(&[1, 1])));
-    assert_eq!(
-        Serializer::V2.encode_server(&msg).unwrap(),
-        Frame::Binary(data)
-    );
+    assert_eq!(V2.encode_server(&msg).unwrap(), Frame::Binary(data));
 }
 
 #[test]
 fn binary_reply_decodes_like_phoenix_js() {
     let data = binary(b"\x01\x03\x02\x03\x0210012topok\x01\x01");
-    let msg = Serializer::V2.decode_server_binary(&data).unwrap();
+    let msg = V2.decode_server_binary(&data).unwrap();
     assert_eq!(msg.join_ref, Some(Ref::from("100")));
     assert_eq!(msg.reference, Some(Ref::from("12")));
     assert_eq!(msg.topic, "top");
@@ -100,31 +91,25 @@ fn binary_reply_decodes_like_phoenix_js() {
     let reply = msg.reply().unwrap();
     assert!(reply.is_ok());
     assert_eq!(reply.response, Payload::Binary(binary(&[1, 1])));
-    assert_eq!(
-        Serializer::V2.encode_server(&msg).unwrap(),
-        Frame::Binary(data)
-    );
+    assert_eq!(V2.encode_server(&msg).unwrap(), Frame::Binary(data));
 }
 
 #[test]
 fn binary_broadcast_decodes_like_phoenix_js() {
     let data = binary(b"\x02\x03\x0atopsome-event\x01\x01");
-    let msg = Serializer::V2.decode_server_binary(&data).unwrap();
+    let msg = V2.decode_server_binary(&data).unwrap();
     assert_eq!(msg.join_ref, None);
     assert_eq!(msg.reference, None);
     assert_eq!(msg.topic, "top");
     assert_eq!(msg.event, Event::Custom("some-event".into()));
     assert_eq!(msg.payload, Payload::Binary(binary(&[1, 1])));
-    assert_eq!(
-        Serializer::V2.encode_server(&msg).unwrap(),
-        Frame::Binary(data)
-    );
+    assert_eq!(V2.encode_server(&msg).unwrap(), Frame::Binary(data));
 }
 
 #[test]
 fn binary_vectors_are_not_v1_frames() {
     let data = binary(b"\x02\x03\x0atopsome-event\x01\x01");
-    assert!(Serializer::V1.decode_server_binary(&data).is_err());
+    assert!(V1Json.decode_server_binary(&data).is_err());
     let msg = Message::new(
         Some(Ref::from("0")),
         Some(Ref::from("1")),
@@ -132,5 +117,5 @@ fn binary_vectors_are_not_v1_frames() {
         Event::from("e"),
         Payload::Binary(binary(&[0x01])),
     );
-    assert!(Serializer::V1.encode_client(&msg).is_err());
+    assert!(V1Json.encode_client(&msg).is_err());
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_slipstream::codec::{DecodeError, Message, Serializer};
+use actix_slipstream::codec::{DecodeError, Message, Serializer, V2};
 use actix_slipstream::testing::{RawFrame, Refusal, SocketId, TestServer};
 use actix_slipstream::{
     Backoff, ClientExt, ConnectError, DisconnectReason, Event, Payload, Push, Ref, ReplyStatus,
@@ -63,7 +63,7 @@ async fn still_works(addr: &actix::Addr<actix_slipstream::Client<Recorder>>) {
 }
 
 fn server_text(msg: Message) -> RawFrame {
-    match Serializer::V2.encode_server(&msg).unwrap() {
+    match V2.encode_server(&msg).unwrap() {
         actix_slipstream::codec::Frame::Text(t) => RawFrame::Text(t),
         actix_slipstream::codec::Frame::Binary(b) => RawFrame::Binary(b),
     }

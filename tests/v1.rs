@@ -3,7 +3,7 @@
 
 mod common;
 
-use actix_slipstream::codec::Serializer;
+use actix_slipstream::codec::V1Json;
 use actix_slipstream::{ClientExt, Payload, Push, PushError, TopicCloseReason};
 use bytes::Bytes;
 use common::*;
@@ -12,11 +12,11 @@ use serde_json::json;
 #[actix_rt::test]
 async fn v1_join_push_server_push_crash_and_rejoin() {
     let server = demo_server().await;
-    let (addr, mut events) = start(config(&server).serializer(Serializer::V1));
+    let (addr, mut events) = start(config(&server).serializer(V1Json));
     let joined = addr.join("room:v1", json!({"hello": "world"})).await;
     assert_eq!(joined, Ok(Payload::Json(json!({"hello": "world"}))));
     let socket = server.wait_for_join("room:v1", WAIT).await.unwrap();
-    assert_eq!(server.socket(socket).unwrap().vsn, Serializer::V1);
+    assert_eq!(server.socket(socket).unwrap().vsn, "1.0.0");
     let reply = addr
         .push("room:v1", "echo", json!({"msg": "hi"}))
         .await

@@ -8,7 +8,7 @@
 use std::hint::black_box;
 
 use actix_slipstream::codec::Message;
-use actix_slipstream::codec::{Frame, Serializer};
+use actix_slipstream::codec::{Frame, Serializer, V2};
 use actix_slipstream::{Event, Payload, Ref, ReplyStatus};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -69,15 +69,11 @@ fn text_of(frame: &Frame) -> &str {
 fn bench_decode_text(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode_v2_text");
     for (name, msg) in [("small", small_push()), ("10k", large_reply())] {
-        let frame = Serializer::V2.encode_server(&msg).expect("encode");
+        let frame = V2.encode_server(&msg).expect("encode");
         let bytes = text_of(&frame).as_bytes().to_vec();
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         group.bench_with_input(BenchmarkId::new("slipstream", name), &bytes, |b, bytes| {
-            b.iter(|| {
-                Serializer::V2
-                    .decode_server_text(black_box(bytes))
-                    .expect("decode")
-            })
+            b.iter(|| V2.decode_server_text(black_box(bytes)).expect("decode"))
         });
         group.bench_with_input(
             BenchmarkId::new("serde_json_value", name),
@@ -103,14 +99,10 @@ fn bench_encode_text(c: &mut Criterion) {
         m
     };
     for (name, msg) in [("small", small_client), ("10k", large_client)] {
-        let len = text_of(&Serializer::V2.encode_client(&msg).expect("encode")).len();
+        let len = text_of(&V2.encode_client(&msg).expect("encode")).len();
         group.throughput(Throughput::Bytes(len as u64));
         group.bench_with_input(BenchmarkId::new("slipstream", name), &msg, |b, msg| {
-            b.iter(|| {
-                Serializer::V2
-                    .encode_client(black_box(msg))
-                    .expect("encode")
-            })
+            b.iter(|| V2.encode_client(black_box(msg)).expect("encode"))
         });
         // The same frame written by serde_json directly: [join_ref, ref, topic, event, payload].
         let payload = msg.payload.as_json().cloned().expect("json payload");
@@ -134,25 +126,17 @@ fn bench_binary(c: &mut Criterion) {
     let mut group = c.benchmark_group("v2_binary");
     for len in [64usize, 10 * 1024] {
         let msg = binary_push(len);
-        let Frame::Binary(frame) = Serializer::V2.encode_server(&msg).expect("encode") else {
+        let Frame::Binary(frame) = V2.encode_server(&msg).expect("encode") else {
             panic!("expected a binary frame");
         };
         group.throughput(Throughput::Bytes(frame.len() as u64));
         group.bench_with_input(BenchmarkId::new("decode", len), &frame, |b, frame| {
-            b.iter(|| {
-                Serializer::V2
-                    .decode_server_binary(black_box(frame))
-                    .expect("decode")
-            })
+            b.iter(|| V2.decode_server_binary(black_box(frame)).expect("decode"))
         });
         let mut client_msg = msg.clone();
         client_msg.reference = Some(Ref::from(4242));
         group.bench_with_input(BenchmarkId::new("encode", len), &client_msg, |b, msg| {
-            b.iter(|| {
-                Serializer::V2
-                    .encode_client(black_box(msg))
-                    .expect("encode")
-            })
+            b.iter(|| V2.encode_client(black_box(msg)).expect("encode"))
         });
     }
     group.finish();

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use actix_slipstream::codec::Serializer;
+use actix_slipstream::codec::{V1Json, V2};
 use actix_slipstream::{Backoff, Config};
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
@@ -182,11 +182,11 @@ impl ConnectArgs {
         for (name, value) in &self.headers {
             config = config.header(name.clone(), value.clone());
         }
-        config = config.serializer(if self.vsn == "1" {
-            Serializer::V1
+        config = if self.vsn == "1" {
+            config.serializer(V1Json)
         } else {
-            Serializer::V2
-        });
+            config.serializer(V2)
+        };
         config = config.heartbeat(
             Duration::from_millis(self.heartbeat_ms),
             Duration::from_millis(self.heartbeat_timeout_ms),

@@ -27,7 +27,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use actix_slipstream::codec::{Message, Serializer};
+use actix_slipstream::codec::{Message, V1Json, V2};
 use actix_slipstream::engine::{drive, ConnId, Driver, Engine, Outcome, RequestId};
 use actix_slipstream::{
     AfterDisconnect, AfterTopicClose, Backoff, Config, ConnectError, DisconnectReason, Event,
@@ -620,12 +620,13 @@ fn pick_from<T>(v: &[T], pick: u8) -> Option<&T> {
 }
 
 fuzz_target!(|input: Input| {
-    let config = Config::new("ws://127.0.0.1:1/socket")
-        .serializer(if input.v1 {
-            Serializer::V1
-        } else {
-            Serializer::V2
-        })
+    let config = Config::new("ws://127.0.0.1:1/socket");
+    let config = if input.v1 {
+        config.serializer(V1Json)
+    } else {
+        config.serializer(V2)
+    };
+    let config = config
         .reconnect_backoff(Backoff::from_millis(&[10, 100]))
         .rejoin_backoff(Backoff::from_millis(&[50, 500]))
         .heartbeat(Duration::from_millis(1000), Duration::from_millis(500))

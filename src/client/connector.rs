@@ -72,7 +72,8 @@ pub(crate) fn http_client(config: &Config) -> Result<awc::Client, ConfigError> {
 pub(crate) fn connect_url(config: &Config) -> Result<url::Url, ConnectError> {
     config.validate().map_err(ConnectError::Config)?;
     let params = config.params.try_resolve().map_err(ConnectError::Params)?;
-    crate::url::socket_url(&config.url, &params, config.serializer).map_err(ConnectError::Config)
+    crate::url::socket_url(&config.url, &params, config.serializer.vsn())
+        .map_err(ConnectError::Config)
 }
 
 /// The websocket handshake to `url`, bounded by the connect timeout and by the

@@ -332,7 +332,6 @@ impl Link {
     /// Reads one frame of the current connection: decodes data frames (counting
     /// them), reassembles fragments, answers pings, and reports the end.
     pub(crate) fn read(&mut self, engine: &mut Engine, frame: ws::Frame) -> Read {
-        let serializer = engine.config().serializer;
         let max = engine.config().max_frame_size;
         let (text, bytes) = match frame {
             ws::Frame::Text(b) => (true, b),
@@ -361,6 +360,7 @@ impl Link {
             }
         };
         engine.record_inbound(bytes.len());
+        let serializer = &engine.config().serializer;
         let decoded: Result<Message, DecodeError> = if text {
             serializer.decode_server_text(&bytes)
         } else {

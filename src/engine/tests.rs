@@ -674,7 +674,7 @@ fn join_asked_while_disconnected_is_sent_at_the_next_connect() {
 
 #[test]
 fn v1_phx_error_without_join_ref_is_matched_by_ref() {
-    let mut h = Harness::connected(config().serializer(crate::codec::Serializer::V1));
+    let mut h = Harness::connected(config().serializer(crate::codec::V1Json));
     let jr = joined(&mut h, "room:1");
     let out = h.recv(Message::new(
         None,

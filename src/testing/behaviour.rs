@@ -7,7 +7,6 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::message::{Payload, ReplyStatus, Topic};
-use crate::serializer::Serializer;
 
 use super::state::SocketId;
 
@@ -61,8 +60,10 @@ impl From<String> for TopicPattern {
 /// ([`TestServerBuilder::accept_connect`](super::TestServerBuilder::accept_connect)).
 #[derive(Clone, Debug)]
 pub struct ConnectRequest {
-    /// The protocol chosen by `vsn`.
-    pub vsn: Serializer,
+    /// The `vsn` connect param (`"1.0.0"` when the client sent none, as in Phoenix);
+    /// the server has a serializer for it (other connects are refused before the
+    /// predicate runs).
+    pub vsn: String,
     /// The query params, in order (including `vsn`).
     pub params: Vec<(String, String)>,
     /// The request headers, names lower-cased.

@@ -63,8 +63,12 @@
 //!   task, which closes the TCP socket without a websocket close frame (the client
 //!   sees 1006).
 //!
-//! HTTP refusals ([`Refusal::Http`], a bad `vsn`, the connect predicate) answer the
-//! upgrade request with the status and an empty body, as Phoenix does (403).
+//! HTTP refusals ([`Refusal::Http`], a `vsn` with no serializer, the connect
+//! predicate) answer the upgrade request with the status and an empty body, as
+//! Phoenix does (403).
+//!
+//! The server speaks [`V1Json`] and [`V2`] by default (chosen by the client's `vsn`,
+//! as in Phoenix); [`TestServerBuilder::serializer`] adds a custom format.
 //!
 //! # Fidelity and deliberate differences
 //!
@@ -95,6 +99,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::message::{Message, Payload, Topic};
+use crate::serializer::{Serializer, V1Json, V2};
 
 pub use behaviour::{
     Action, Channel, ConnectRequest, EventRequest, JoinOutcome, JoinRequest, TopicPattern,
@@ -165,6 +170,7 @@ pub struct TestServerBuilder {
     close_grace: Duration,
     port: u16,
     record_frames: bool,
+    serializers: Vec<(String, Arc<dyn Serializer>)>,
     #[cfg(feature = "testing-tls")]
     tls: Option<(Vec<Vec<u8>>, Vec<u8>)>,
 }
@@ -181,6 +187,14 @@ impl std::fmt::Debug for TestServerBuilder {
                     .collect::<Vec<_>>(),
             )
             .field("port", &self.port)
+            .field(
+                "serializers",
+                &self
+                    .serializers
+                    .iter()
+                    .map(|(vsn, _)| vsn.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -198,6 +212,10 @@ impl Default for TestServerBuilder {
             close_grace: Duration::from_secs(2),
             port: 0,
             record_frames: true,
+            serializers: vec![
+                ("1.0.0".to_owned(), Arc::new(V1Json) as Arc<dyn Serializer>),
+                ("2.0.0".to_owned(), Arc::new(V2)),
+            ],
             #[cfg(feature = "testing-tls")]
             tls: None,
         }
@@ -287,6 +305,36 @@ impl TestServerBuilder {
         self
     }
 
+    /// Speaks `serializer` with the clients that connect with this `vsn` param,
+    /// adding it or replacing the serializer of that `vsn`, as Phoenix's
+    /// `serializer: [{Module, "~> 3.0.0"}, ...]` socket option does.
+    ///
+    /// [`V1Json`] (`1.0.0`, also chosen when the client sends no `vsn`) and [`V2`]
+    /// (`2.0.0`) are there from the start. A connect whose `vsn` has no serializer is
+    /// refused with HTTP 403 and an empty body, as Phoenix refuses a version none of
+    /// its serializers accepts. The `vsn` is matched exactly (Phoenix matches a
+    /// version requirement). The serializer's server direction
+    /// ([`Serializer::encode_server`], [`Serializer::decode_client_text`],
+    /// [`Serializer::decode_client_binary`]) is what the server uses.
+    ///
+    /// ```
+    /// use actix_slipstream::codec::V2;
+    /// use actix_slipstream::testing::TestServer;
+    ///
+    /// // V2 also under a custom version string (a custom serializer in a real test).
+    /// let builder = TestServer::phoenix_demo().serializer("2.1.0", V2);
+    /// assert!(format!("{builder:?}").contains("2.1.0"));
+    /// ```
+    pub fn serializer(mut self, vsn: impl Into<String>, serializer: impl Serializer) -> Self {
+        let vsn = vsn.into();
+        let serializer: Arc<dyn Serializer> = Arc::new(serializer);
+        match self.serializers.iter_mut().find(|(v, _)| *v == vsn) {
+            Some(entry) => entry.1 = serializer,
+            None => self.serializers.push((vsn, serializer)),
+        }
+        self
+    }
+
     /// Serves `wss://` (TLS through rustls with the ring provider) with this
     /// certificate chain (DER, leaf first) and PKCS#8 private key (DER), instead of
     /// plain `ws://`. [`TestServer::url`] then gives a `wss://` URL. Feature `testing-tls`.
@@ -319,6 +367,7 @@ impl TestServerBuilder {
                 max_connections: self.max_connections,
                 close_grace: self.close_grace,
                 port: self.port,
+                serializers: self.serializers,
                 #[cfg(feature = "testing-tls")]
                 tls,
             },

@@ -50,6 +50,8 @@ pub(crate) struct Config {
     pub(crate) max_connections: usize,
     pub(crate) close_grace: Duration,
     pub(crate) port: u16,
+    /// The serializers by `vsn`.
+    pub(crate) serializers: Vec<(String, Arc<dyn Serializer>)>,
     /// Serve TLS with this configuration.
     #[cfg(feature = "testing-tls")]
     pub(crate) tls: Option<rustls::ServerConfig>,
@@ -433,17 +435,22 @@ async fn upgrade(req: HttpRequest, body: web::Payload, shared: web::Data<Shared>
     let params: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
         .into_owned()
         .collect();
-    let vsn = match params
+    // Phoenix takes a missing vsn for 1.0.0, and answers a vsn none of its serializers
+    // accepts with 403 and an empty body (its connect fails).
+    let vsn = params
         .iter()
         .find(|(k, _)| k == "vsn")
-        .map(|(_, v)| v.as_str())
-    {
-        None | Some("1.0.0") => Serializer::V1,
-        Some("2.0.0") => Serializer::V2,
-        Some(other) => {
-            log::debug!("test server: refusing vsn {other:?}");
-            return refuse(&shared, 403);
-        }
+        .map_or("1.0.0", |(_, v)| v.as_str())
+        .to_owned();
+    let Some(serializer) = shared
+        .cfg
+        .serializers
+        .iter()
+        .find(|(v, _)| *v == vsn)
+        .map(|(_, s)| s.clone())
+    else {
+        log::debug!("test server: refusing vsn {vsn:?}: no serializer for it");
+        return refuse(&shared, 403);
     };
     let headers: Vec<(String, String)> = req
         .headers()
@@ -491,7 +498,7 @@ async fn upgrade(req: HttpRequest, body: web::Payload, shared: web::Data<Shared>
             SocketEntry {
                 info: SocketInfo {
                     id,
-                    vsn,
+                    vsn: vsn.clone(),
                     params: params.clone(),
                     headers,
                     peer,
@@ -514,7 +521,7 @@ async fn upgrade(req: HttpRequest, body: web::Payload, shared: web::Data<Shared>
     log::debug!("test server: {id} connected ({vsn})");
     let task = SocketTask::new(
         id,
-        vsn,
+        serializer,
         shared.clone(),
         session,
         stream,

@@ -42,7 +42,7 @@ struct Ticker {
 
 pub(crate) struct SocketTask {
     pub(crate) id: SocketId,
-    pub(crate) vsn: Serializer,
+    pub(crate) serializer: Arc<dyn Serializer>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) session: Session,
     pub(crate) stream: AggregatedMessageStream,
@@ -62,7 +62,7 @@ impl SocketTask {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         id: SocketId,
-        vsn: Serializer,
+        serializer: Arc<dyn Serializer>,
         shared: Arc<Shared>,
         session: Session,
         stream: AggregatedMessageStream,
@@ -72,7 +72,7 @@ impl SocketTask {
     ) -> Self {
         SocketTask {
             id,
-            vsn,
+            serializer,
             shared,
             session,
             stream,
@@ -319,11 +319,11 @@ impl SocketTask {
                 Err(DisconnectReason::ClientClosed(code))
             }
             Ok(AggregatedMessage::Text(text)) => {
-                let decoded = self.vsn.decode_client_text(text.as_bytes());
+                let decoded = self.serializer.decode_client_text(text.as_bytes());
                 self.on_decoded(decoded.map_err(|e| e.to_string())).await
             }
             Ok(AggregatedMessage::Binary(data)) => {
-                let decoded = self.vsn.decode_client_binary(&data);
+                let decoded = self.serializer.decode_client_binary(&data);
                 self.on_decoded(decoded.map_err(|e| e.to_string())).await
             }
         }
@@ -697,7 +697,7 @@ impl SocketTask {
     }
 
     async fn send_now(&mut self, msg: &Message) -> Outcome {
-        let frame = match self.vsn.encode_server(msg) {
+        let frame = match self.serializer.encode_server(msg) {
             Ok(f) => f,
             Err(e) => {
                 log::warn!(

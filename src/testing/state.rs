@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::message::{Message, Ref, Topic};
-use crate::serializer::Serializer;
 
 use super::command::{Silence, SocketCmd};
 
@@ -48,8 +47,9 @@ pub struct JoinedChannel {
 pub struct SocketInfo {
     /// The socket's id.
     pub id: SocketId,
-    /// The protocol chosen by the `vsn` connect param.
-    pub vsn: Serializer,
+    /// The `vsn` connect param the socket's serializer was chosen by (`"1.0.0"` when
+    /// the client sent none, as in Phoenix).
+    pub vsn: String,
     /// The connect params (the query string of the upgrade request), in order.
     pub params: Vec<(String, String)>,
     /// The headers of the upgrade request, names lower-cased, in order.
