@@ -255,7 +255,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let reply = client
         .push("room:lobby", "broadcast", json!({"note": "to everyone"}))
         .await?;
-    println!("broadcast replied {}: {}", reply.status, show(&reply.response));
+    println!(
+        "broadcast replied {}: {}",
+        reply.status,
+        show(&reply.response)
+    );
     let pushed = tokio::time::timeout(Duration::from_secs(5), room.next())
         .await?
         .ok_or("the subscription ended")??;
