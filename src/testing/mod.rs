@@ -784,7 +784,7 @@ impl TestServer {
     /// fragments, a frame larger than the client accepts... (see [`RawFrame`]). To send
     /// a well-formed Phoenix frame the client does not expect (a reply to a ref it never
     /// used, a message on a topic it never joined), encode it with
-    /// [`Serializer::encode_server`](crate::codec::Serializer::encode_server) and send it as
+    /// [`Serializer::encode_server`] and send it as
     /// [`RawFrame::Text`] or [`RawFrame::Binary`].
     ///
     /// # Errors
