@@ -2,10 +2,13 @@
 //! payloads) and V2 binary frames, next to plain serde_json on the same frames
 //! (`from_slice::<Value>` of the same bytes; `to_vec` of the same
 //! `[join_ref, ref, topic, event, payload]` array): the floor any JSON codec pays.
+//! The `slipstream_dyn` cases decode through an `Arc<dyn Serializer>`, as the client
+//! does (one dynamic call per frame).
 //!
 //! Run: `cargo bench --bench codec` (see docs/performance.md).
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use actix_slipstream::codec::Message;
 use actix_slipstream::codec::{Frame, Serializer, V2};
@@ -68,6 +71,7 @@ fn text_of(frame: &Frame) -> &str {
 
 fn bench_decode_text(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode_v2_text");
+    let dynamic: Arc<dyn Serializer> = Arc::new(V2);
     for (name, msg) in [("small", small_push()), ("10k", large_reply())] {
         let frame = V2.encode_server(&msg).expect("encode");
         let bytes = text_of(&frame).as_bytes().to_vec();
@@ -75,6 +79,17 @@ fn bench_decode_text(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("slipstream", name), &bytes, |b, bytes| {
             b.iter(|| V2.decode_server_text(black_box(bytes)).expect("decode"))
         });
+        group.bench_with_input(
+            BenchmarkId::new("slipstream_dyn", name),
+            &bytes,
+            |b, bytes| {
+                b.iter(|| {
+                    black_box(&dynamic)
+                        .decode_server_text(black_box(bytes))
+                        .expect("decode")
+                })
+            },
+        );
         group.bench_with_input(
             BenchmarkId::new("serde_json_value", name),
             &bytes,
@@ -124,6 +139,7 @@ fn bench_encode_text(c: &mut Criterion) {
 
 fn bench_binary(c: &mut Criterion) {
     let mut group = c.benchmark_group("v2_binary");
+    let dynamic: Arc<dyn Serializer> = Arc::new(V2);
     for len in [64usize, 10 * 1024] {
         let msg = binary_push(len);
         let Frame::Binary(frame) = V2.encode_server(&msg).expect("encode") else {
@@ -132,6 +148,13 @@ fn bench_binary(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(frame.len() as u64));
         group.bench_with_input(BenchmarkId::new("decode", len), &frame, |b, frame| {
             b.iter(|| V2.decode_server_binary(black_box(frame)).expect("decode"))
+        });
+        group.bench_with_input(BenchmarkId::new("decode_dyn", len), &frame, |b, frame| {
+            b.iter(|| {
+                black_box(&dynamic)
+                    .decode_server_binary(black_box(frame))
+                    .expect("decode")
+            })
         });
         let mut client_msg = msg.clone();
         client_msg.reference = Some(Ref::from(4242));
