@@ -419,7 +419,6 @@ impl Serializer for V2 {
             Payload::Json(payload) => return v2_text(msg, payload),
             Payload::Binary(data) => data,
         };
-
         let jr = ref_str(&msg.join_ref);
         let r = ref_str(&msg.reference);
         let topic = msg.topic.as_str();
@@ -528,7 +527,6 @@ impl Serializer for V1Json {
         let Payload::Json(payload) = &msg.payload else {
             return Err(EncodeError::BinaryNotSupported);
         };
-
         let text = match &msg.event {
             Event::Reply(status) => {
                 let reply = ReplyOut {
