@@ -6,7 +6,7 @@ use actix::prelude::*;
 use serde_json::Value;
 use tokio::sync::{broadcast, oneshot};
 
-use super::ext::Subscription;
+use super::subscription::Subscription;
 use super::waiters::Waiter;
 use super::{Client, SlipstreamActor};
 use crate::engine::Status;
