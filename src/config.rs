@@ -199,6 +199,12 @@ pub struct Config {
     pub heartbeat_timeout: Duration,
     /// Delays between reconnect attempts. Default: Phoenix's list with 20% jitter.
     pub reconnect_backoff: Backoff,
+    /// Delays between reconnect attempts while the server's port refuses TCP
+    /// connections ([`ConnectError::ConnectionRefused`](crate::ConnectError::ConnectionRefused)):
+    /// a node restarting. Default: [`Backoff::refused_reconnect`] (every ~200 ms for
+    /// about ten seconds, then slower). Its attempts are counted apart from
+    /// `reconnect_backoff`'s, and both start over once a connection is healthy.
+    pub reconnect_refused_backoff: Backoff,
     /// Delays between rejoin attempts of a topic. Default: Slipstream's list with 20% jitter.
     pub rejoin_backoff: Backoff,
     /// Which failed joins are retried. See [`RetryPolicy`].
@@ -253,6 +259,7 @@ impl Default for Config {
             heartbeat_interval: Duration::from_secs(30),
             heartbeat_timeout: Duration::from_secs(10),
             reconnect_backoff: Backoff::phoenix_reconnect(),
+            reconnect_refused_backoff: Backoff::refused_reconnect(),
             rejoin_backoff: Backoff::phoenix_rejoin(),
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(10),
@@ -284,6 +291,7 @@ impl fmt::Debug for Config {
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("heartbeat_timeout", &self.heartbeat_timeout)
             .field("reconnect_backoff", &self.reconnect_backoff)
+            .field("reconnect_refused_backoff", &self.reconnect_refused_backoff)
             .field("rejoin_backoff", &self.rejoin_backoff)
             .field("retry", &self.retry)
             .field("connect_timeout", &self.connect_timeout)
@@ -363,6 +371,15 @@ impl Config {
     /// Sets the reconnect backoff.
     pub fn reconnect_backoff(mut self, backoff: Backoff) -> Self {
         self.reconnect_backoff = backoff;
+        self
+    }
+
+    /// Sets the reconnect backoff used while the server's port refuses connections
+    /// (see [`Config::reconnect_refused_backoff`](Config#structfield.reconnect_refused_backoff)).
+    /// Set it to the same policy as [`Config::reconnect_backoff`] to treat a refused
+    /// port like any other failure.
+    pub fn reconnect_refused_backoff(mut self, backoff: Backoff) -> Self {
+        self.reconnect_refused_backoff = backoff;
         self
     }
 

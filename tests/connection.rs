@@ -33,6 +33,40 @@ async fn refused_connect_is_reported_with_the_http_status() {
 }
 
 #[actix_rt::test]
+async fn a_port_that_refuses_connections_is_polled_on_its_own_schedule_until_the_server_is_back() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    // A port with nothing behind it: bound, then closed.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    // The normal schedule would wait 60 s after the first failure: only the
+    // refused-port schedule can bring the client back within the wait.
+    let config = actix_slipstream::Config::new(format!("ws://127.0.0.1:{port}/socket"))
+        .param("token", "test")
+        .reconnect_backoff(Backoff::from_millis(&[60_000]))
+        .reconnect_refused_backoff(Backoff::from_millis(&[20, 50]));
+    let (addr, mut events) = start(config);
+    for _ in 0..3 {
+        assert_eq!(
+            events.disconnected().await,
+            DisconnectReason::ConnectFailed(ConnectError::ConnectionRefused)
+        );
+    }
+    let server = TestServer::phoenix_demo()
+        .port(port)
+        .start()
+        .await
+        .expect("the test server starts on the freed port");
+    events.connected().await;
+    assert_eq!(server.counters().accepted, 1);
+    assert_eq!(
+        addr.status().await.unwrap().connection,
+        ConnectionStatus::Connected
+    );
+}
+
+#[actix_rt::test]
 async fn user_disconnect_sends_a_close_frame_and_does_not_reconnect() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));

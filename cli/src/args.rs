@@ -81,7 +81,9 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "MS")]
     pub timeout_ms: Option<u64>,
     /// Reconnect delays in milliseconds, the last one repeating [default: Phoenix's
-    /// 10,50,100,150,200,250,500,1000,2000,5000 with 20% jitter].
+    /// 10,50,100,150,200,250,500,1000,2000,5000 with 20% jitter; while the port
+    /// refuses connections, every ~200 ms for ten seconds, then slower]. Given, the
+    /// list is used for every failure.
     #[arg(long, value_name = "MS,MS,...", value_parser = parse_ms_list)]
     pub reconnect_ms: Option<MsList>,
     /// Rejoin delays in milliseconds, the last one repeating [default:
@@ -197,7 +199,10 @@ impl ConnectArgs {
                 .join_timeout(Duration::from_millis(ms));
         }
         if let Some(MsList(list)) = &self.reconnect_ms {
-            config = config.reconnect_backoff(Backoff::from_millis(list));
+            // The list is the whole schedule, a refused port included.
+            config = config
+                .reconnect_backoff(Backoff::from_millis(list))
+                .reconnect_refused_backoff(Backoff::from_millis(list));
         }
         if let Some(MsList(list)) = &self.rejoin_ms {
             config = config.rejoin_backoff(Backoff::from_millis(list));

@@ -113,6 +113,9 @@ fn map_error(error: WsClientError) -> ConnectError {
             awc::error::SendRequestError::Timeout
             | awc::error::SendRequestError::Connect(awc::error::ConnectError::Timeout),
         ) => ConnectError::Timeout,
+        WsClientError::SendRequest(awc::error::SendRequestError::Connect(
+            awc::error::ConnectError::Io(e),
+        )) if e.kind() == std::io::ErrorKind::ConnectionRefused => ConnectError::ConnectionRefused,
         e => ConnectError::Io(e.to_string()),
     }
 }

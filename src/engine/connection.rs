@@ -180,6 +180,11 @@ pub enum ConnectError {
     /// No answer within the connect timeout.
     #[error("timed out")]
     Timeout,
+    /// The server's host refused the TCP connection: nothing listens on the port (a
+    /// server restarting, or a wrong port). Retried with
+    /// [`Config::reconnect_refused_backoff`](crate::Config#structfield.reconnect_refused_backoff).
+    #[error("connection refused")]
+    ConnectionRefused,
     /// TCP, TLS or HTTP failed.
     #[error("{0}")]
     Io(String),
@@ -275,7 +280,7 @@ impl Engine {
         info!(target: crate::logging::CONNECTION,
             "connecting to {} (attempt {})",
             crate::url::redact_url(&self.config.url),
-            self.reconnect.attempt() + 1
+            self.reconnect.attempt() + self.reconnect_refused.attempt() + 1
         );
         self.out.push_back(Effect::Connect {
             conn: ConnId(self.gen),
@@ -364,6 +369,7 @@ impl Engine {
             self.lost(DisconnectReason::ReconnectRequested, now);
         }
         self.reconnect.reset();
+        self.reconnect_refused.reset();
         self.connect();
     }
 
@@ -401,6 +407,10 @@ impl Engine {
     /// The connection is gone: fail what it carried, tell the user.
     fn lost(&mut self, reason: DisconnectReason, now: Instant) {
         self.conn = Conn::Disconnected;
+        self.last_connect_refused = matches!(
+            reason,
+            DisconnectReason::ConnectFailed(ConnectError::ConnectionRefused)
+        );
         self.disconnects += 1;
         *self.disconnects_by_reason.entry(reason.kind()).or_default() += 1;
         if reason.is_requested() || reason == DisconnectReason::ReconnectRequested {
@@ -438,11 +448,18 @@ impl Engine {
             return; // already reconnecting (a reconnect was requested)
         }
         if decision == AfterDisconnect::Reconnect {
-            let delay = self.reconnect.next_delay(&self.config.reconnect_backoff);
+            let (delay, attempt) = if self.last_connect_refused {
+                let d = self
+                    .reconnect_refused
+                    .next_delay(&self.config.reconnect_refused_backoff);
+                (d, self.reconnect_refused.attempt())
+            } else {
+                let d = self.reconnect.next_delay(&self.config.reconnect_backoff);
+                (d, self.reconnect.attempt())
+            };
             info!(target: crate::logging::CONNECTION,
-                "reconnecting in {} ms (attempt {})",
+                "reconnecting in {} ms (attempt {attempt})",
                 delay.as_millis(),
-                self.reconnect.attempt()
             );
             let timer = self.timers.schedule(now + delay, Timer::Reconnect);
             self.conn = Conn::WaitingReconnect { timer };
@@ -458,6 +475,7 @@ impl Engine {
         {
             self.conn = Conn::Connected { gen, healthy: true };
             self.reconnect.reset();
+            self.reconnect_refused.reset();
         }
     }
 
