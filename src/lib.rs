@@ -45,7 +45,7 @@ pub use auth::AuthToken;
 pub use backoff::Backoff;
 pub use client::{
     Client, ClientExt, Disconnect, GetStatus, Join, Lagged, Leave, Push, Reconnect,
-    SlipstreamActor, Socket, Stop, Subscribe, Subscription, TopicMessage,
+    SlipstreamActor, Socket, SocketPush, Stop, Subscribe, Subscription, TopicMessage,
 };
 pub use config::{AuthTokenSource, Config, ConnectParams, RetryPolicy, TlsConfig};
 pub use engine::connection::{ConnectError, DisconnectKind, DisconnectReason};

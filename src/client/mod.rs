@@ -27,7 +27,9 @@ use tokio::sync::broadcast;
 
 pub use actor::SlipstreamActor;
 pub use ext::{ClientExt, Lagged, Subscription, TopicMessage};
-pub use messages::{Disconnect, GetStatus, Join, Leave, Push, Reconnect, Stop, Subscribe};
+pub use messages::{
+    Disconnect, GetStatus, Join, Leave, Push, Reconnect, SocketPush, Stop, Subscribe,
+};
 pub use socket::Socket;
 
 use crate::config::Config;
