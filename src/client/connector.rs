@@ -181,7 +181,6 @@ fn scheme_mismatch(error: &WsClientError, detail: &str, tls: bool) -> Option<Con
                     e.kind(),
                     std::io::ErrorKind::ConnectionReset
                         | std::io::ErrorKind::UnexpectedEof
-                        | std::io::ErrorKind::InvalidData
                         | std::io::ErrorKind::ConnectionAborted
                 ) || text.contains("corrupt message")
                     || text.contains("invalidcontenttype")
@@ -197,4 +196,74 @@ fn scheme_mismatch(error: &WsClientError, detail: &str, tls: bool) -> Option<Con
         suggested: if tls { "ws" } else { "wss" },
         detail: detail.to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use awc::error::{ConnectError as Conn, SendRequestError as Send};
+
+    fn io(kind: std::io::ErrorKind, text: &str) -> WsClientError {
+        WsClientError::SendRequest(Send::Connect(Conn::Io(std::io::Error::new(kind, text))))
+    }
+
+    #[test]
+    fn a_reset_or_an_http_answer_to_the_tls_handshake_suggests_ws() {
+        for e in [
+            io(
+                std::io::ErrorKind::ConnectionReset,
+                "Connection reset by peer",
+            ),
+            io(
+                std::io::ErrorKind::InvalidData,
+                "received corrupt message of type InvalidContentType",
+            ),
+        ] {
+            match map_error(e, true) {
+                ConnectError::SchemeMismatch {
+                    tls: false,
+                    suggested: "ws",
+                    ..
+                } => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_tls_record_read_as_http_suggests_wss() {
+        let e = WsClientError::SendRequest(Send::Response(actix_http::error::ParseError::Header));
+        // Another parse error: unchanged.
+        assert!(matches!(map_error(e, false), ConnectError::Io(_)));
+        let e = WsClientError::SendRequest(Send::Response(actix_http::error::ParseError::Version));
+        let mapped = map_error(e, false);
+        assert!(
+            matches!(
+                mapped,
+                ConnectError::SchemeMismatch {
+                    tls: true,
+                    suggested: "wss",
+                    ..
+                }
+            ),
+            "{mapped:?}"
+        );
+        assert!(mapped.to_string().contains("try a wss:// URL"), "{mapped}");
+    }
+
+    #[test]
+    fn other_failures_are_not_called_a_scheme_mismatch() {
+        let refused = io(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        assert!(matches!(map_error(refused, true), ConnectError::Io(_)));
+        let certificate = io(
+            std::io::ErrorKind::InvalidData,
+            "invalid peer certificate: UnknownIssuer",
+        );
+        assert!(matches!(map_error(certificate, true), ConnectError::Io(_)));
+        let reset = io(
+            std::io::ErrorKind::ConnectionReset,
+            "Connection reset by peer",
+        );
+        assert!(matches!(map_error(reset, false), ConnectError::Io(_)));
+    }
 }
