@@ -59,13 +59,7 @@ impl ConnectParams {
     }
 
     /// The static params, and the closure if any.
-    #[allow(clippy::type_complexity)]
-    fn into_parts(
-        self,
-    ) -> (
-        Vec<(String, String)>,
-        Option<Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>>,
-    ) {
+    fn into_parts(self) -> (Vec<(String, String)>, Option<ParamsFn>) {
         match self {
             ConnectParams::Static(p) => (p, None),
             ConnectParams::Dynamic(f) => (Vec::new(), Some(f)),
@@ -73,10 +67,7 @@ impl ConnectParams {
         }
     }
 
-    fn from_parts(
-        fixed: Vec<(String, String)>,
-        f: Option<Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>>,
-    ) -> Self {
+    fn from_parts(fixed: Vec<(String, String)>, f: Option<ParamsFn>) -> Self {
         match f {
             None => ConnectParams::Static(fixed),
             Some(f) if fixed.is_empty() => ConnectParams::Dynamic(f),
@@ -84,6 +75,9 @@ impl ConnectParams {
         }
     }
 }
+
+/// A params closure.
+type ParamsFn = Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
 
 /// Static params less the keys the closure returned, then the closure's params.
 fn combine(fixed: &[(String, String)], dynamic: Vec<(String, String)>) -> Vec<(String, String)> {
