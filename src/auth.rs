@@ -114,6 +114,7 @@ pub(crate) fn encode_unpadded(bytes: &[u8]) -> String {
 
 /// Decodes standard base64, padded or not (Phoenix's `Base.decode64!(_, padding:
 /// false)`); `None` for any other character, a bad length or non-zero trailing bits.
+#[cfg(any(test, feature = "testing"))]
 pub(crate) fn decode_unpadded(text: &str) -> Option<Vec<u8>> {
     let text = text.trim_end_matches('=');
     if text.len() % 4 == 1 {
