@@ -9,7 +9,11 @@
 //! padding: false)`, hands the token to the socket's `connect/3` as
 //! `connect_info[:auth_token]`, and answers with the subprotocol `phoenix`. Despite the
 //! `base64url` in the prefix, the encoding on both sides is the standard base64
-//! alphabet (`+` and `/`), without the `=` padding.
+//! alphabet (`+` and `/`), without the `=` padding. (`lib/phoenix/endpoint.ex`
+//! documents the socket's `:auth_token` option: "the token is available in the
+//! `connect_info` as `:auth_token`"; `lib/phoenix/socket/transport.ex` fills that key
+//! from what the websocket transport decoded.) phoenix.js's test suite has the vector
+//! `"1234"` → `base64url.bearer.phx.MTIzNA`.
 
 use std::fmt;
 
