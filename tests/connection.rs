@@ -181,6 +181,33 @@ async fn params_closure_gives_a_fresh_token_at_every_connect() {
 }
 
 #[actix_rt::test]
+async fn static_params_and_a_params_closure_both_reach_the_server_in_either_call_order() {
+    let server = demo_server().await;
+    let fresh = || vec![("token".to_owned(), "fresh".to_owned())];
+    // `config` sets the static param token=test; the closure's token wins.
+    let before = config(&server).param("room", "1").params_fn(fresh);
+    let after = config(&server).params_fn(fresh).param("room", "1");
+    let mut seen = Vec::new();
+    for cfg in [before, after] {
+        let (addr, mut events) = start(cfg);
+        events.connected().await;
+        let info = server.sockets().last().cloned().expect("a socket");
+        assert!(!seen.contains(&info.id), "a new socket");
+        seen.push(info.id);
+        assert_eq!(
+            info.params,
+            vec![
+                ("room".to_owned(), "1".to_owned()),
+                ("token".to_owned(), "fresh".to_owned()),
+                ("vsn".to_owned(), "2.0.0".to_owned()),
+            ]
+        );
+        addr.send(Disconnect).await.unwrap();
+        assert_eq!(events.disconnected().await, DisconnectReason::Requested);
+    }
+}
+
+#[actix_rt::test]
 async fn invalid_config_is_reported_and_not_retried() {
     let config = actix_slipstream::Config::new("http://127.0.0.1:1/socket");
     let (addr, mut events) = start(config);

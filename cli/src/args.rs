@@ -60,6 +60,12 @@ pub struct ConnectArgs {
     /// A connect param (repeatable).
     #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
+    /// An auth token sent in the Sec-WebSocket-Protocol header, as phoenix.js 1.8's
+    /// `authToken` (Phoenix passes it to connect/3 as connect_info[:auth_token]).
+    /// Default: the environment variable SLIPSTREAM_AUTH_TOKEN (prefer it: a command
+    /// line is visible to other local users).
+    #[arg(long, value_name = "TOKEN")]
+    pub auth_token: Option<String>,
     /// An HTTP header on the upgrade request (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
     pub headers: Vec<(String, String)>,
@@ -174,6 +180,9 @@ fn parse_ms_list(s: &str) -> Result<MsList, String> {
         .map(MsList)
 }
 
+/// The environment variable giving the auth token when `--auth-token` is not given.
+pub const AUTH_TOKEN_ENV: &str = "SLIPSTREAM_AUTH_TOKEN";
+
 impl ConnectArgs {
     /// The client configuration, validated.
     pub fn config(&self) -> Result<Config, String> {
@@ -183,6 +192,14 @@ impl ConnectArgs {
         }
         for (name, value) in &self.headers {
             config = config.header(name.clone(), value.clone());
+        }
+        let token = self
+            .auth_token
+            .clone()
+            .or_else(|| std::env::var(AUTH_TOKEN_ENV).ok())
+            .filter(|t| !t.is_empty());
+        if let Some(token) = token {
+            config = config.auth_token(token);
         }
         config = config.serializer(if self.vsn == "1" {
             Serializer::V1

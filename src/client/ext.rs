@@ -1,7 +1,7 @@
 //! Using the client from async code: awaitable joins and pushes, and per-topic
 //! message streams.
 //!
-//! [`ClientExt`] adds `join`, `push`, `leave`, `status` and `subscribe` to the
+//! [`ClientExt`] adds `join`, `push`, `push_to_handler`, `leave`, `status` and `subscribe` to the
 //! client's [`Addr`], so any async code holding it (on any runtime, on any thread)
 //! can use the client without writing callbacks. Each returns its own error type,
 //! and a client that has stopped answers with that type's "stopped" value (never a
@@ -36,12 +36,12 @@ use std::future::Future;
 use actix::Addr;
 use serde_json::Value;
 
-use super::messages::{GetStatus, Join, Leave, Push, Subscribe};
+use super::messages::{GetStatus, Join, Leave, Push, SocketPush, Subscribe};
 use super::subscription::Subscription;
 use super::{Client, SlipstreamActor};
 use crate::engine::Status;
 use crate::error::{ClientStopped, JoinError, LeaveError, PushError};
-use crate::message::{Event, Payload, Reply, Topic};
+use crate::message::{Event, Payload, Ref, Reply, Topic};
 
 /// Awaitable client operations on the client's [`Addr`], usable from any async code.
 ///
@@ -66,6 +66,18 @@ pub trait ClientExt {
         event: impl Into<Event>,
         payload: impl Into<Payload>,
     ) -> impl Future<Output = Result<Reply, PushError>> + Send;
+
+    /// Pushes an event whose outcome goes to the actor's
+    /// [`handle_reply`](crate::SlipstreamActor::handle_reply) (like
+    /// [`Socket::push`](crate::Socket::push) in a callback) and returns its [`Ref`]
+    /// at once; see [`SocketPush`] (its `timeout` sets another reply timeout).
+    /// A push refused at once returns its [`PushError`] and gets no `handle_reply`.
+    fn push_to_handler(
+        &self,
+        topic: impl Into<Topic>,
+        event: impl Into<Event>,
+        payload: impl Into<Payload>,
+    ) -> impl Future<Output = Result<Ref, PushError>> + Send;
 
     /// Leaves a topic and resolves once it is left (see [`Leave`]): right after,
     /// `status()` no longer lists it.
@@ -100,6 +112,16 @@ impl<A: SlipstreamActor> ClientExt for Addr<Client<A>> {
         payload: impl Into<Payload>,
     ) -> impl Future<Output = Result<Reply, PushError>> + Send {
         let request = self.send(Push::new(topic, event, payload));
+        async move { request.await.unwrap_or(Err(PushError::Stopped)) }
+    }
+
+    fn push_to_handler(
+        &self,
+        topic: impl Into<Topic>,
+        event: impl Into<Event>,
+        payload: impl Into<Payload>,
+    ) -> impl Future<Output = Result<Ref, PushError>> + Send {
+        let request = self.send(SocketPush::new(topic, event, payload));
         async move { request.await.unwrap_or(Err(PushError::Stopped)) }
     }
 

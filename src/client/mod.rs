@@ -28,7 +28,9 @@ use tokio::sync::broadcast;
 
 pub use actor::SlipstreamActor;
 pub use ext::ClientExt;
-pub use messages::{Disconnect, GetStatus, Join, Leave, Push, Reconnect, Stop, Subscribe};
+pub use messages::{
+    Disconnect, GetStatus, Join, Leave, Push, Reconnect, SocketPush, Stop, Subscribe,
+};
 pub use socket::Socket;
 pub use subscription::{Lagged, Subscription, TopicMessage};
 

@@ -196,6 +196,39 @@ pub enum ConnectError {
     /// default (the closure may succeed next time, e.g. once a token service is back).
     #[error("the params closure panicked: {0}")]
     Params(String),
+    /// The auth token closure ([`Config::auth_token_fn`](crate::Config::auth_token_fn))
+    /// panicked, with the panic's message. Retried with the reconnect backoff by
+    /// default, like [`ConnectError::Params`].
+    #[error("the auth token closure panicked: {0}")]
+    AuthToken(String),
+    /// An auth token was sent ([`Config::auth_token`](crate::Config::auth_token)) but
+    /// the server did not answer with the `phoenix` subprotocol (it answered the one
+    /// given, or none), so it did not take the token: on Phoenix, declare the socket
+    /// with `auth_token: true` (Phoenix 1.8+). Retried like other connect failures.
+    #[error("the server did not accept the auth token: it answered subprotocol {}, not \"phoenix\" (on Phoenix, declare the socket with `auth_token: true`)", .answered.as_deref().map_or_else(|| "none".to_owned(), |p| format!("{p:?}")))]
+    Subprotocol {
+        /// The subprotocol the server answered, if any.
+        answered: Option<String>,
+    },
+    /// The URL's scheme does not seem to match what the port speaks: a `wss://` URL
+    /// to a port answering plain HTTP, or a `ws://` URL to a port speaking TLS.
+    ///
+    /// This is a heuristic, read from the text and kind of the underlying error (a
+    /// TLS handshake that fails on a reset or on a plain-HTTP answer, an HTTP parser
+    /// that sees a TLS record): the real cause may differ. Fix the URL's scheme
+    /// (`ws://` ↔ `wss://`) if the port is the wrong kind. Retried like other connect
+    /// failures.
+    #[error("{detail}: the port seems to speak {}; try a {suggested}:// URL", if *.tls { "TLS" } else { "plain HTTP" })]
+    #[non_exhaustive]
+    SchemeMismatch {
+        /// Whether the port seems to speak TLS (`true`: the URL was `ws://`) or
+        /// plain HTTP (`false`: the URL was `wss://`).
+        tls: bool,
+        /// The scheme to try instead: `"ws"` or `"wss"`.
+        suggested: &'static str,
+        /// The underlying error.
+        detail: String,
+    },
 }
 
 /// The connection's state, with its data.

@@ -165,6 +165,7 @@ pub struct TestServerBuilder {
     close_grace: Duration,
     port: u16,
     record_frames: bool,
+    answer_subprotocol: bool,
     #[cfg(feature = "testing-tls")]
     tls: Option<(Vec<Vec<u8>>, Vec<u8>)>,
 }
@@ -198,6 +199,7 @@ impl Default for TestServerBuilder {
             close_grace: Duration::from_secs(2),
             port: 0,
             record_frames: true,
+            answer_subprotocol: true,
             #[cfg(feature = "testing-tls")]
             tls: None,
         }
@@ -287,6 +289,17 @@ impl TestServerBuilder {
         self
     }
 
+    /// Whether the upgrade answers the `phoenix` subprotocol when the client asks for
+    /// it (default true, like a Phoenix 1.8 socket declared with `auth_token: true`).
+    /// Turn it off to play a server that ignores the auth token: the client then
+    /// fails the connect with
+    /// [`ConnectError::Subprotocol`](crate::ConnectError::Subprotocol). The token is
+    /// read either way.
+    pub fn answer_subprotocol(mut self, answer: bool) -> Self {
+        self.answer_subprotocol = answer;
+        self
+    }
+
     /// Serves `wss://` (TLS through rustls with the ring provider) with this
     /// certificate chain (DER, leaf first) and PKCS#8 private key (DER), instead of
     /// plain `ws://`. [`TestServer::url`] then gives a `wss://` URL. Feature `testing-tls`.
@@ -319,6 +332,7 @@ impl TestServerBuilder {
                 max_connections: self.max_connections,
                 close_grace: self.close_grace,
                 port: self.port,
+                answer_subprotocol: self.answer_subprotocol,
                 #[cfg(feature = "testing-tls")]
                 tls,
             },
