@@ -257,7 +257,10 @@ mod tests {
     #[test]
     fn other_failures_are_not_called_a_scheme_mismatch() {
         let refused = io(std::io::ErrorKind::ConnectionRefused, "Connection refused");
-        assert!(matches!(map_error(refused, true), ConnectError::Io(_)));
+        assert!(matches!(
+            map_error(refused, true),
+            ConnectError::ConnectionRefused
+        ));
         let certificate = io(
             std::io::ErrorKind::InvalidData,
             "invalid peer certificate: UnknownIssuer",
