@@ -4,14 +4,20 @@
 //!
 //! ```text
 //! cargo run --example actix_web_app --features testing
+//! cargo run --example actix_web_app --features testing -- ws://host:4000/socket TOKEN
 //! ```
 //!
-//! The example starts the bundled test server and the web app on 127.0.0.1 (port 0),
-//! calls its own endpoints once, prints the answers and exits.
+//! The example starts the bundled test server (or, given a URL or `SLIPSTREAM_URL`,
+//! connects to yours; see `examples/README.md`) and the web app on 127.0.0.1 (port 0),
+//! calls its own endpoints once for the first of `SLIPSTREAM_TOPICS` (default
+//! `room:web`), prints the answers and exits.
+
+#[path = "support/target.rs"]
+mod target;
 
 use actix::{Addr, Supervisor};
 use actix_slipstream::testing::TestServer;
-use actix_slipstream::{Client, Config, GetStatus, Join, Push, SlipstreamActor};
+use actix_slipstream::{Client, GetStatus, Join, Push, SlipstreamActor};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::json;
 
@@ -60,8 +66,14 @@ async fn status(client: Phoenix) -> HttpResponse {
 
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let phoenix = TestServer::phoenix_demo().start().await?;
-    let config = Config::new(phoenix.url()).param("token", "demo");
+    let target = target::Target::from_env();
+    let phoenix = if target.bundled() {
+        Some(TestServer::phoenix_demo().start().await?)
+    } else {
+        None
+    };
+    let config = target.config(phoenix.as_ref().map(TestServer::url));
+    let topic = target.topics(&["room:web"]).remove(0);
     let client = Supervisor::start(move |_| Client::new(Relay, config));
 
     let data = web::Data::new(client);
@@ -82,18 +94,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let http = awc::Client::default();
     let base = format!("http://{addr}");
-    let mut r = http.put(format!("{base}/topics/room:web")).send().await?;
+    let mut r = http.put(format!("{base}/topics/{topic}")).send().await?;
     println!(
-        "PUT /topics/room:web -> {} {}",
+        "PUT /topics/{topic} -> {} {}",
         r.status(),
         String::from_utf8_lossy(&r.body().await?)
     );
     let mut r = http
-        .post(format!("{base}/topics/room:web/echo"))
+        .post(format!("{base}/topics/{topic}/echo"))
         .send_json(&json!({"hi": 1}))
         .await?;
     println!(
-        "POST /topics/room:web/echo -> {} {}",
+        "POST /topics/{topic}/echo -> {} {}",
         r.status(),
         String::from_utf8_lossy(&r.body().await?)
     );
@@ -105,6 +117,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     handle.stop(true).await;
-    phoenix.stop().await?;
+    if let Some(phoenix) = phoenix {
+        phoenix.stop().await?;
+    }
     Ok(())
 }

@@ -6,13 +6,21 @@
 //!
 //! ```text
 //! cargo run --example rejoin_by_hand --features testing
+//! cargo run --example rejoin_by_hand --features testing -- ws://host:4000/socket TOKEN
 //! ```
+//!
+//! With a URL (or `SLIPSTREAM_URL`; see `examples/README.md`), it joins
+//! `SLIPSTREAM_TOPICS` (default `room:1,room:2`) on your server and forces the
+//! reconnect from the client side (`Reconnect`).
+
+#[path = "support/target.rs"]
+mod target;
 
 use std::time::Duration;
 
 use actix::{Actor, Handler, Message};
 use actix_slipstream::testing::TestServer;
-use actix_slipstream::{Backoff, Client, Config, SlipstreamActor, Socket, Topic};
+use actix_slipstream::{Backoff, Client, Reconnect, SlipstreamActor, Socket, Topic};
 use serde_json::{json, Value};
 
 /// Keeps its own list of topics and params.
@@ -58,15 +66,30 @@ impl Handler<JoinTopic> for Client<ByHand> {
 
 #[actix_rt::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let server = TestServer::phoenix_demo().start().await?;
-    let config = Config::new(server.url())
-        .param("token", "demo")
+    let target = target::Target::from_env();
+    let server = if target.bundled() {
+        Some(TestServer::phoenix_demo().start().await?)
+    } else {
+        None
+    };
+    let config = target
+        .config(server.as_ref().map(TestServer::url))
         .reconnect_backoff(Backoff::from_millis(&[100]))
         // We rejoin by hand in `handle_connect`.
         .rejoin_on_connect(false);
+    let topics = target.topics(&["room:1", "room:2"]);
     let client = Client::new(ByHand { topics: Vec::new() }, config).start();
-    client.send(JoinTopic("room:1".into(), json!({}))).await?;
-    client.send(JoinTopic("room:2".into(), json!({}))).await?;
+    for topic in &topics {
+        client.send(JoinTopic(topic.clone(), json!({}))).await?;
+    }
+    let Some(server) = server else {
+        target::wait_joined(&client, &topics, 1).await?;
+        println!("joined {topics:?}; the client reconnects");
+        client.send(Reconnect).await?;
+        target::wait_joined(&client, &topics, 2).await?;
+        println!("every topic is joined again on the new connection");
+        return Ok(());
+    };
     let wait = Duration::from_secs(10);
     let first = server
         .wait_for_state(wait, |s| {

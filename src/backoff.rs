@@ -65,6 +65,23 @@ impl Backoff {
         Backoff::from_millis(&[10, 50, 100, 150, 200, 250, 500, 1000, 2000, 5000]).with_jitter(0.2)
     }
 
+    /// The reconnect delays while the server's port refuses connections (a node
+    /// restarting, or a deploy): 10, 50, 100, 150 ms, then every 200 ms for about ten
+    /// seconds, then 500, 1000, 2000 ms, then 5000 ms, with 50% jitter.
+    ///
+    /// A refused TCP connect costs the server nothing (its kernel answers with a
+    /// reset), so polling a closed port every ~200 ms brings a fleet of clients back
+    /// within a few hundred milliseconds of the listener's return, spread by the
+    /// jitter, where [`Backoff::phoenix_reconnect`] would already be waiting one or two
+    /// seconds. Failures that do load the server (HTTP errors, timeouts) keep the
+    /// normal schedule.
+    pub fn refused_reconnect() -> Self {
+        let mut ms = vec![10, 50, 100, 150];
+        ms.extend(std::iter::repeat_n(200, 49));
+        ms.extend([500, 1000, 2000, 5000]);
+        Backoff::from_millis(&ms).with_jitter(0.5)
+    }
+
     /// Slipstream's rejoin delays: 100, 500, 1000, 2000, 5000 ms, then 10000 ms, with 20% jitter.
     pub fn phoenix_rejoin() -> Self {
         Backoff::from_millis(&[100, 500, 1000, 2000, 5000, 10_000]).with_jitter(0.2)
@@ -235,6 +252,31 @@ mod tests {
         {
             assert!(g.abs_diff(want) < 1_000, "{got:?}");
         }
+    }
+
+    #[test]
+    fn refused_reconnect_polls_every_200_ms_for_ten_seconds_then_slows_down() {
+        let policy = Backoff::refused_reconnect();
+        let Backoff::List { delays, jitter } = &policy else {
+            panic!("a list")
+        };
+        assert_eq!(*jitter, 0.5);
+        let ms: Vec<u128> = delays.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms[..5], [10, 50, 100, 150, 200]);
+        let total: u128 = ms.iter().take_while(|d| **d <= 200).sum();
+        assert!(
+            (9_000..=11_000).contains(&total),
+            "{total} ms of fast polling"
+        );
+        assert_eq!(ms[ms.len() - 4..], [500, 1000, 2000, 5000]);
+        let mut s = policy.start();
+        let spread: Vec<Duration> = (0..60).map(|_| s.next_delay(&policy)).collect();
+        assert!(spread[10..50]
+            .iter()
+            .all(|d| *d >= Duration::from_millis(100) && *d <= Duration::from_millis(200)));
+        assert!(
+            spread[59] <= Duration::from_millis(5000) && spread[59] >= Duration::from_millis(2500)
+        );
     }
 
     #[test]

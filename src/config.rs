@@ -9,29 +9,43 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::auth::AuthToken;
 use crate::backoff::Backoff;
 use crate::error::ConfigError;
 use crate::serializer::{Serializer, V2};
 
 /// Connect parameters: sent as the socket URL's query string at every connect.
+///
+/// Built by [`Config::param`] and [`Config::params_fn`], in any order: static params
+/// and a closure combine (the closure's value wins on a duplicate key).
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum ConnectParams {
     /// The same params at every connect.
     Static(Vec<(String, String)>),
     /// Params computed at every connect, e.g. to fetch a fresh token.
     Dynamic(Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>),
+    /// Static params plus params computed at every connect: the static ones (less
+    /// those whose key the closure returns) then the closure's, so the closure's value
+    /// wins on a duplicate key.
+    Combined(
+        Vec<(String, String)>,
+        Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>,
+    ),
 }
 
 impl ConnectParams {
     /// The params for one connect.
     ///
     /// # Panics
-    /// If the closure of [`ConnectParams::Dynamic`] panics (the client itself never
-    /// lets that panic through: it reports a failed connect and retries).
+    /// If the closure of [`ConnectParams::Dynamic`] or [`ConnectParams::Combined`]
+    /// panics (the client itself never lets that panic through: it reports a failed
+    /// connect and retries).
     pub fn resolve(&self) -> Vec<(String, String)> {
         match self {
             ConnectParams::Static(p) => p.clone(),
             ConnectParams::Dynamic(f) => f(),
+            ConnectParams::Combined(fixed, f) => combine(fixed, f()),
         }
     }
 
@@ -39,15 +53,80 @@ impl ConnectParams {
     pub(crate) fn try_resolve(&self) -> Result<Vec<(String, String)>, String> {
         match self {
             ConnectParams::Static(p) => Ok(p.clone()),
-            ConnectParams::Dynamic(f) => {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f())).map_err(|panic| {
-                    panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "(a panic without a message)".to_owned())
-                })
-            }
+            ConnectParams::Dynamic(f) => catch_panic(|| f()),
+            ConnectParams::Combined(fixed, f) => catch_panic(|| f()).map(|d| combine(fixed, d)),
+        }
+    }
+
+    /// The static params, and the closure if any.
+    fn into_parts(self) -> (Vec<(String, String)>, Option<ParamsFn>) {
+        match self {
+            ConnectParams::Static(p) => (p, None),
+            ConnectParams::Dynamic(f) => (Vec::new(), Some(f)),
+            ConnectParams::Combined(p, f) => (p, Some(f)),
+        }
+    }
+
+    fn from_parts(fixed: Vec<(String, String)>, f: Option<ParamsFn>) -> Self {
+        match f {
+            None => ConnectParams::Static(fixed),
+            Some(f) if fixed.is_empty() => ConnectParams::Dynamic(f),
+            Some(f) => ConnectParams::Combined(fixed, f),
+        }
+    }
+}
+
+/// A params closure.
+type ParamsFn = Arc<dyn Fn() -> Vec<(String, String)> + Send + Sync>;
+
+/// Static params less the keys the closure returned, then the closure's params.
+fn combine(fixed: &[(String, String)], dynamic: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut params: Vec<(String, String)> = fixed
+        .iter()
+        .filter(|(k, _)| !dynamic.iter().any(|(d, _)| d == k))
+        .cloned()
+        .collect();
+    params.extend(dynamic);
+    params
+}
+
+/// Runs a user closure, turning its panic into the panic's message.
+pub(crate) fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(a panic without a message)".to_owned())
+    })
+}
+
+/// Where the auth token of each connect comes from (see [`Config::auth_token`]).
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum AuthTokenSource {
+    /// The same token at every connect.
+    Static(AuthToken),
+    /// A token computed at every connect, e.g. a refreshed one.
+    Dynamic(Arc<dyn Fn() -> AuthToken + Send + Sync>),
+}
+
+impl AuthTokenSource {
+    /// The token of one connect, or the message of the closure's panic.
+    pub(crate) fn try_resolve(&self) -> Result<AuthToken, String> {
+        match self {
+            AuthTokenSource::Static(t) => Ok(t.clone()),
+            AuthTokenSource::Dynamic(f) => catch_panic(|| f()),
+        }
+    }
+}
+
+impl fmt::Debug for AuthTokenSource {
+    /// Never the token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthTokenSource::Static(t) => f.debug_tuple("Static").field(t).finish(),
+            AuthTokenSource::Dynamic(_) => f.write_str("Dynamic(<closure>)"),
         }
     }
 }
@@ -67,6 +146,13 @@ impl fmt::Debug for ConnectParams {
                 f.debug_tuple("Static").field(&keys).finish()
             }
             ConnectParams::Dynamic(_) => f.write_str("Dynamic(<closure>)"),
+            ConnectParams::Combined(p, _) => {
+                let keys: Vec<String> = p.iter().map(|(k, _)| format!("{k}=<redacted>")).collect();
+                f.debug_tuple("Combined")
+                    .field(&keys)
+                    .field(&format_args!("<closure>"))
+                    .finish()
+            }
         }
     }
 }
@@ -188,6 +274,9 @@ pub struct Config {
     pub params: ConnectParams,
     /// Extra HTTP headers on the upgrade request. Default none.
     pub headers: Vec<(String, String)>,
+    /// The auth token sent in the `Sec-WebSocket-Protocol` header (see
+    /// [`Config::auth_token`]). Default none.
+    pub auth_token: Option<AuthTokenSource>,
     /// The wire format, whose `vsn` is sent as a connect param. Default
     /// [`V2`](crate::codec::V2) (needed for binary payloads); see
     /// [`Config::serializer`].
@@ -201,6 +290,12 @@ pub struct Config {
     pub heartbeat_timeout: Duration,
     /// Delays between reconnect attempts. Default: Phoenix's list with 20% jitter.
     pub reconnect_backoff: Backoff,
+    /// Delays between reconnect attempts while the server's port refuses TCP
+    /// connections ([`ConnectError::ConnectionRefused`](crate::ConnectError::ConnectionRefused)):
+    /// a node restarting. Default: [`Backoff::refused_reconnect`] (every ~200 ms for
+    /// about ten seconds, then slower). Its attempts are counted apart from
+    /// `reconnect_backoff`'s, and both start over once a connection is healthy.
+    pub reconnect_refused_backoff: Backoff,
     /// Delays between rejoin attempts of a topic. Default: Slipstream's list with 20% jitter.
     pub rejoin_backoff: Backoff,
     /// Which failed joins are retried. See [`RetryPolicy`].
@@ -251,10 +346,12 @@ impl Default for Config {
             url: "ws://localhost:4000/socket".to_owned(),
             params: ConnectParams::default(),
             headers: Vec::new(),
+            auth_token: None,
             serializer: Arc::new(V2),
             heartbeat_interval: Duration::from_secs(30),
             heartbeat_timeout: Duration::from_secs(10),
             reconnect_backoff: Backoff::phoenix_reconnect(),
+            reconnect_refused_backoff: Backoff::refused_reconnect(),
             rejoin_backoff: Backoff::phoenix_rejoin(),
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(10),
@@ -282,10 +379,12 @@ impl fmt::Debug for Config {
             .field("url", &crate::url::redact_url(&self.url))
             .field("params", &self.params)
             .field("headers", &headers)
+            .field("auth_token", &self.auth_token)
             .field("serializer", &self.serializer)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("heartbeat_timeout", &self.heartbeat_timeout)
             .field("reconnect_backoff", &self.reconnect_backoff)
+            .field("reconnect_refused_backoff", &self.reconnect_refused_backoff)
             .field("rejoin_backoff", &self.rejoin_backoff)
             .field("retry", &self.retry)
             .field("connect_timeout", &self.connect_timeout)
@@ -310,19 +409,23 @@ impl Config {
         }
     }
 
-    /// Adds a static connect param (replacing a dynamic params closure).
+    /// Adds a static connect param.
+    ///
+    /// Static params and a [`params_fn`](Config::params_fn) closure combine, whatever
+    /// the order of the calls: each connect sends the static params, then the
+    /// closure's; on a key both give, the closure's value wins (the static one is not
+    /// sent).
     pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        let mut params = match self.params {
-            ConnectParams::Static(p) => p,
-            ConnectParams::Dynamic(_) => Vec::new(),
-        };
-        params.push((key.into(), value.into()));
-        self.params = ConnectParams::Static(params);
+        let (mut fixed, f) = std::mem::take(&mut self.params).into_parts();
+        fixed.push((key.into(), value.into()));
+        self.params = ConnectParams::from_parts(fixed, f);
         self
     }
 
-    /// Sets a closure that computes the connect params at every connect (so a
-    /// reconnect can carry a refreshed token).
+    /// Sets a closure that computes connect params at every connect (so a reconnect
+    /// can carry a refreshed token). It replaces an earlier closure; static params
+    /// set with [`param`](Config::param), before or after, are kept and sent too
+    /// (the closure's value wins on a key both give).
     ///
     /// It runs on the client's thread, at every connect. While it runs, this client
     /// (and every actor on the same arbiter) is blocked: no frame is read, no
@@ -339,7 +442,48 @@ impl Config {
         mut self,
         f: impl Fn() -> Vec<(String, String)> + Send + Sync + 'static,
     ) -> Self {
-        self.params = ConnectParams::Dynamic(Arc::new(f));
+        let (fixed, _) = std::mem::take(&mut self.params).into_parts();
+        self.params = ConnectParams::from_parts(fixed, Some(Arc::new(f)));
+        self
+    }
+
+    /// Sends this token at every connect in the `Sec-WebSocket-Protocol` header, as
+    /// phoenix.js 1.8 does with its `authToken` option: `phoenix,
+    /// base64url.bearer.phx.<token in base64>`. Phoenix hands it to the socket's
+    /// `connect/3` as `connect_info[:auth_token]` when the socket is declared with
+    /// `auth_token: true`, and answers with the subprotocol `phoenix`. Unlike a connect
+    /// param, the token is not in the URL, so it stays out of access logs.
+    ///
+    /// An empty token is not sent. The token never appears in `Debug` output or logs.
+    /// If the server answers without the `phoenix` subprotocol, the connect fails with
+    /// [`ConnectError::Subprotocol`](crate::ConnectError::Subprotocol) (retried like
+    /// other connect failures).
+    ///
+    /// ```
+    /// use actix_slipstream::Config;
+    ///
+    /// let config = Config::new("ws://127.0.0.1:4000/socket").auth_token("s3cret");
+    /// assert!(!format!("{config:?}").contains("s3cret"));
+    /// ```
+    pub fn auth_token(mut self, token: impl Into<AuthToken>) -> Self {
+        self.auth_token = Some(AuthTokenSource::Static(token.into()));
+        self
+    }
+
+    /// Sets a closure that computes the auth token (see [`auth_token`](Config::auth_token))
+    /// at every connect, so a reconnect carries a refreshed one. Like
+    /// [`params_fn`](Config::params_fn), it runs on the client's thread: keep it fast.
+    ///
+    /// If it panics, the panic is caught: the connect fails with
+    /// [`ConnectError::AuthToken`](crate::ConnectError::AuthToken) (logged at error
+    /// level, without the token), and the default
+    /// [`handle_disconnect`](crate::SlipstreamActor::handle_disconnect) retries with the
+    /// reconnect backoff.
+    pub fn auth_token_fn<T: Into<AuthToken>>(
+        mut self,
+        f: impl Fn() -> T + Send + Sync + 'static,
+    ) -> Self {
+        self.auth_token = Some(AuthTokenSource::Dynamic(Arc::new(move || f().into())));
         self
     }
 
@@ -376,6 +520,15 @@ impl Config {
     /// Sets the reconnect backoff.
     pub fn reconnect_backoff(mut self, backoff: Backoff) -> Self {
         self.reconnect_backoff = backoff;
+        self
+    }
+
+    /// Sets the reconnect backoff used while the server's port refuses connections
+    /// (see [`Config::reconnect_refused_backoff`](Config#structfield.reconnect_refused_backoff)).
+    /// Set it to the same policy as [`Config::reconnect_backoff`] to treat a refused
+    /// port like any other failure.
+    pub fn reconnect_refused_backoff(mut self, backoff: Backoff) -> Self {
+        self.reconnect_refused_backoff = backoff;
         self
     }
 
@@ -528,6 +681,56 @@ mod tests {
         let s = format!("{c:?}");
         assert!(!s.contains("s3cret"), "{s}");
         assert!(s.contains("Dynamic(<closure>)") && s.contains("x-api-key: <redacted>"));
+    }
+
+    #[test]
+    fn static_params_and_a_closure_combine_in_either_order() {
+        let closure = || vec![("token".to_owned(), "fresh".to_owned())];
+        let before = Config::new("ws://h/socket")
+            .param("room", "1")
+            .param("token", "stale")
+            .params_fn(closure);
+        let after = Config::new("ws://h/socket")
+            .params_fn(closure)
+            .param("room", "1")
+            .param("token", "stale");
+        for c in [before, after] {
+            assert_eq!(
+                c.connect_url().unwrap().query(),
+                Some("room=1&token=fresh&vsn=2.0.0")
+            );
+            let s = format!("{c:?}");
+            assert!(!s.contains("stale") && !s.contains("fresh"), "{s}");
+            assert!(
+                s.contains("Combined([\"room=<redacted>\", \"token=<redacted>\"], <closure>)"),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_second_params_closure_replaces_the_first_and_keeps_static_params() {
+        let c = Config::new("ws://h/socket")
+            .params_fn(|| vec![("a".into(), "1".into())])
+            .param("s", "x")
+            .params_fn(|| vec![("b".into(), "2".into())]);
+        assert_eq!(c.connect_url().unwrap().query(), Some("s=x&b=2&vsn=2.0.0"));
+    }
+
+    #[test]
+    fn debug_redacts_auth_tokens() {
+        let c = Config::new("ws://h/socket").auth_token("s3cret");
+        let s = format!("{c:?}");
+        assert!(
+            !s.contains("s3cret") && s.contains("auth_token: Some(Static(<redacted>))"),
+            "{s}"
+        );
+        let c = Config::new("ws://h/socket").auth_token_fn(|| "s3cret");
+        let s = format!("{c:?}");
+        assert!(
+            !s.contains("s3cret") && s.contains("Dynamic(<closure>)"),
+            "{s}"
+        );
     }
 
     #[test]

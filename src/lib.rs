@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod auth;
 mod backoff;
 mod client;
 pub mod codec;
@@ -40,12 +41,13 @@ mod serializer;
 pub mod testing;
 mod url;
 
+pub use auth::AuthToken;
 pub use backoff::Backoff;
 pub use client::{
     Client, ClientExt, Disconnect, GetStatus, Join, Lagged, Leave, Push, Reconnect,
-    SlipstreamActor, Socket, Stop, Subscribe, Subscription, TopicMessage,
+    SlipstreamActor, Socket, SocketPush, Stop, Subscribe, Subscription, TopicMessage,
 };
-pub use config::{Config, ConnectParams, RetryPolicy, TlsConfig};
+pub use config::{AuthTokenSource, Config, ConnectParams, RetryPolicy, TlsConfig};
 pub use engine::connection::{ConnectError, DisconnectKind, DisconnectReason};
 pub use engine::effect::{AfterDisconnect, AfterTopicClose};
 pub use engine::registry::TopicRegistry;

@@ -33,6 +33,40 @@ async fn refused_connect_is_reported_with_the_http_status() {
 }
 
 #[actix_rt::test]
+async fn a_port_that_refuses_connections_is_polled_on_its_own_schedule_until_the_server_is_back() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    // A port with nothing behind it: bound, then closed.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    // The normal schedule would wait 60 s after the first failure: only the
+    // refused-port schedule can bring the client back within the wait.
+    let config = actix_slipstream::Config::new(format!("ws://127.0.0.1:{port}/socket"))
+        .param("token", "test")
+        .reconnect_backoff(Backoff::from_millis(&[60_000]))
+        .reconnect_refused_backoff(Backoff::from_millis(&[20, 50]));
+    let (addr, mut events) = start(config);
+    for _ in 0..3 {
+        assert_eq!(
+            events.disconnected().await,
+            DisconnectReason::ConnectFailed(ConnectError::ConnectionRefused)
+        );
+    }
+    let server = TestServer::phoenix_demo()
+        .port(port)
+        .start()
+        .await
+        .expect("the test server starts on the freed port");
+    events.connected().await;
+    assert_eq!(server.counters().accepted, 1);
+    assert_eq!(
+        addr.status().await.unwrap().connection,
+        ConnectionStatus::Connected
+    );
+}
+
+#[actix_rt::test]
 async fn user_disconnect_sends_a_close_frame_and_does_not_reconnect() {
     let server = demo_server().await;
     let (addr, mut events) = start(config(&server));
@@ -144,6 +178,33 @@ async fn params_closure_gives_a_fresh_token_at_every_connect() {
         server.socket(second).unwrap().param("token"),
         Some("token-1")
     );
+}
+
+#[actix_rt::test]
+async fn static_params_and_a_params_closure_both_reach_the_server_in_either_call_order() {
+    let server = demo_server().await;
+    let fresh = || vec![("token".to_owned(), "fresh".to_owned())];
+    // `config` sets the static param token=test; the closure's token wins.
+    let before = config(&server).param("room", "1").params_fn(fresh);
+    let after = config(&server).params_fn(fresh).param("room", "1");
+    let mut seen = Vec::new();
+    for cfg in [before, after] {
+        let (addr, mut events) = start(cfg);
+        events.connected().await;
+        let info = server.sockets().last().cloned().expect("a socket");
+        assert!(!seen.contains(&info.id), "a new socket");
+        seen.push(info.id);
+        assert_eq!(
+            info.params,
+            vec![
+                ("room".to_owned(), "1".to_owned()),
+                ("token".to_owned(), "fresh".to_owned()),
+                ("vsn".to_owned(), "2.0.0".to_owned()),
+            ]
+        );
+        addr.send(Disconnect).await.unwrap();
+        assert_eq!(events.disconnected().await, DisconnectReason::Requested);
+    }
 }
 
 #[actix_rt::test]

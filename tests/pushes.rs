@@ -170,3 +170,97 @@ async fn socket_push_reply_reaches_handle_reply_with_its_ref() {
         Err(PushError::NotJoined)
     );
 }
+
+/// The outcome `handle_reply` got for the push `r`.
+async fn handler_outcome(events: &mut Events, r: &actix_slipstream::Ref) -> Ev {
+    events
+        .wait_for(
+            "handle_reply",
+            |e| matches!(e, Ev::Reply(_, got, _) if got == r),
+        )
+        .await
+}
+
+#[actix_rt::test]
+async fn push_to_handler_sends_from_outside_a_callback_and_the_reply_reaches_handle_reply() {
+    let server = demo_server().await;
+    let (addr, mut events) = start(config(&server));
+    addr.join("room:1", json!({})).await.unwrap();
+    let ok = addr
+        .push_to_handler("room:1", "echo", json!({"via": "addr"}))
+        .await
+        .unwrap();
+    let error = addr
+        .push_to_handler("room:1", "error_reply", json!({"why": "asked"}))
+        .await
+        .unwrap();
+    assert_ne!(ok, error);
+    let Ev::Reply(topic, _, Ok(reply)) = handler_outcome(&mut events, &ok).await else {
+        panic!("{:?}", events.seen)
+    };
+    assert_eq!(topic, "room:1");
+    assert_eq!(reply.status, ReplyStatus::Ok);
+    assert_eq!(reply.response, Payload::Json(json!({"via": "addr"})));
+    let Ev::Reply(_, _, Ok(reply)) = handler_outcome(&mut events, &error).await else {
+        panic!("{:?}", events.seen)
+    };
+    assert_eq!(reply.status, ReplyStatus::Error);
+    assert_eq!(reply.response, Payload::Json(json!({"why": "asked"})));
+    // Refused at once: the error comes back, and handle_reply gets nothing.
+    assert_eq!(
+        addr.push_to_handler("room:unjoined", "echo", json!({}))
+            .await,
+        Err(PushError::NotJoined)
+    );
+    assert_eq!(events.count(|e| matches!(e, Ev::Reply(..))), 2);
+}
+
+#[actix_rt::test]
+async fn a_socket_push_with_its_own_timeout_times_out_in_handle_reply() {
+    let server = demo_server().await;
+    let (addr, mut events) = start(config(&server));
+    addr.join("room:1", json!({})).await.unwrap();
+    let r = addr
+        .send(
+            actix_slipstream::SocketPush::new("room:1", "noreply", json!({}))
+                .timeout(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let ev = handler_outcome(&mut events, &r).await;
+    assert!(
+        matches!(&ev, Ev::Reply(t, _, Err(PushError::Timeout)) if t == "room:1"),
+        "{ev:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_socket_push_still_awaiting_its_reply_gets_stopped_in_handle_reply_when_the_client_stops()
+{
+    let server = demo_server().await;
+    let (addr, mut events) = start(config(&server));
+    addr.join("room:1", json!({})).await.unwrap();
+    let r = addr
+        .push_to_handler("room:1", "noreply", json!({}))
+        .await
+        .unwrap();
+    server
+        .wait_for(WAIT, |e| {
+            matches!(e, actix_slipstream::testing::ServerEvent::Frame(_, m) if m.event.as_str() == "noreply")
+        })
+        .await
+        .unwrap();
+    addr.send(actix_slipstream::Stop).await.unwrap();
+    let ev = handler_outcome(&mut events, &r).await;
+    assert!(
+        matches!(&ev, Ev::Reply(_, _, Err(PushError::Stopped))),
+        "{ev:?}"
+    );
+    // A client that has stopped answers Stopped.
+    events.closed().await;
+    assert_eq!(
+        addr.push_to_handler("room:1", "echo", json!({})).await,
+        Err(PushError::Stopped)
+    );
+}

@@ -1,4 +1,4 @@
-//! Secrets: tokens in connect params, headers and the URL never reach the log output (at
+//! Secrets: tokens in connect params, headers, the auth token and the URL never reach the log output (at
 //! any level up to debug, from this crate or its dependencies) nor `Debug` or `Display`
 //! output, through connects, reconnects, refusals, timeouts, TLS and configuration errors.
 //!
@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use actix_slipstream::testing::{Refusal, TestServer};
-use actix_slipstream::{Backoff, ClientExt, Config, Disconnect, DisconnectReason, Reconnect};
+use actix_slipstream::{
+    Backoff, ClientExt, Config, ConnectError, Disconnect, DisconnectReason, Reconnect,
+};
 use common::{start, Ev, Events, WAIT};
 use serde_json::json;
 
@@ -22,12 +24,17 @@ const HEADER_TOKEN: &str = "HEADER-TOKEN-51be02";
 const DYNAMIC_TOKEN: &str = "DYNAMIC-TOKEN-c0ffee";
 const URL_TOKEN: &str = "URL-TOKEN-9d8e7f";
 const URL_PASSWORD: &str = "URL-PASSWORD-a1b2c3";
-const SECRETS: [&str; 5] = [
+const AUTH_TOKEN: &str = "AUTH-TOKEN-e4d5f6";
+/// `AUTH_TOKEN` as sent in the `Sec-WebSocket-Protocol` header (base64, unpadded).
+const AUTH_TOKEN_ENCODED: &str = "QVVUSC1UT0tFTi1lNGQ1ZjY";
+const SECRETS: [&str; 7] = [
     PARAM_TOKEN,
     HEADER_TOKEN,
     DYNAMIC_TOKEN,
     URL_TOKEN,
     URL_PASSWORD,
+    AUTH_TOKEN,
+    AUTH_TOKEN_ENCODED,
 ];
 
 struct Capture {
@@ -225,6 +232,65 @@ async fn tokens_never_reach_the_logs_when_tls_fails() {
     for _ in 0..2 {
         events.disconnected().await;
     }
+    assert_reasons_clean(&events);
+    assert_no_secret_logged();
+}
+
+#[actix_rt::test]
+async fn auth_tokens_never_reach_the_logs_through_connects_refusals_and_a_missing_subprotocol() {
+    let server = server().await;
+    let n = Arc::new(AtomicU32::new(0));
+    let counter = n.clone();
+    let config = fast(
+        Config::new(server.url())
+            .param("token", "t")
+            .auth_token_fn(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                AUTH_TOKEN
+            }),
+    );
+    assert_no_secret_in("Config's Debug", &format!("{config:?}"));
+    let (addr, mut events) = start(config);
+    events.connected().await;
+    let socket = server.sockets().last().expect("a socket").id;
+    let info = server.socket(socket).unwrap();
+    assert_eq!(
+        info.auth_token.as_deref(),
+        Some(AUTH_TOKEN),
+        "the token was sent"
+    );
+    for refusal in [Refusal::Http(403), Refusal::TcpReset] {
+        server.refuse_next(1, refusal);
+        server.drop_all_connections();
+        events.disconnected().await; // the drop
+        events.disconnected().await; // the refused connect
+        events.connected().await;
+    }
+    addr.send(Disconnect).await.unwrap();
+    assert!(n.load(Ordering::SeqCst) >= 4);
+
+    // A server that ignores the token: the connect fails with `Subprotocol`.
+    let ignoring = TestServer::phoenix_demo()
+        .answer_subprotocol(false)
+        .start()
+        .await
+        .expect("test server starts");
+    let config = fast(
+        Config::new(ignoring.url())
+            .param("token", "t")
+            .auth_token(AUTH_TOKEN),
+    );
+    let (addr, mut failing) = start(config);
+    let reason = failing.disconnected().await;
+    assert!(
+        matches!(
+            reason,
+            DisconnectReason::ConnectFailed(ConnectError::Subprotocol { .. })
+        ),
+        "{reason:?}"
+    );
+    addr.send(Disconnect).await.unwrap();
+    assert_reasons_clean(&failing);
     assert_reasons_clean(&events);
     assert_no_secret_logged();
 }

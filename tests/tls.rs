@@ -109,9 +109,23 @@ async fn a_wss_url_to_a_plain_server_fails_and_never_falls_back_to_plaintext() {
     let (addr, mut events) = start(config);
     for _ in 0..3 {
         let reason = events.disconnected().await;
+        // The error names the likely cause and the scheme to try.
         assert!(
-            matches!(reason, DisconnectReason::ConnectFailed(_)),
+            matches!(
+                &reason,
+                DisconnectReason::ConnectFailed(ConnectError::SchemeMismatch {
+                    tls: false,
+                    suggested: "ws",
+                    ..
+                })
+            ),
             "{reason:?}"
+        );
+        let text = reason.to_string();
+        println!("{text}");
+        assert!(
+            text.contains("plain HTTP") && text.contains("ws://"),
+            "{text}"
         );
     }
     let counters = server.counters();
@@ -132,9 +146,19 @@ async fn a_ws_url_to_a_tls_server_fails() {
     let (_addr, mut events) = start(config);
     let reason = events.disconnected().await;
     assert!(
-        matches!(reason, DisconnectReason::ConnectFailed(_)),
+        matches!(
+            &reason,
+            DisconnectReason::ConnectFailed(ConnectError::SchemeMismatch {
+                tls: true,
+                suggested: "wss",
+                ..
+            })
+        ),
         "{reason:?}"
     );
+    let text = reason.to_string();
+    println!("{text}");
+    assert!(text.contains("TLS") && text.contains("wss://"), "{text}");
     assert_eq!(server.counters().accepted, 0);
 }
 

@@ -60,6 +60,12 @@ pub struct ConnectArgs {
     /// A connect param (repeatable).
     #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
+    /// An auth token sent in the Sec-WebSocket-Protocol header, as phoenix.js 1.8's
+    /// `authToken` (Phoenix passes it to connect/3 as connect_info[:auth_token]).
+    /// Default: the environment variable SLIPSTREAM_AUTH_TOKEN (prefer it: a command
+    /// line is visible to other local users).
+    #[arg(long, value_name = "TOKEN")]
+    pub auth_token: Option<String>,
     /// An HTTP header on the upgrade request (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
     pub headers: Vec<(String, String)>,
@@ -81,7 +87,9 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "MS")]
     pub timeout_ms: Option<u64>,
     /// Reconnect delays in milliseconds, the last one repeating [default: Phoenix's
-    /// 10,50,100,150,200,250,500,1000,2000,5000 with 20% jitter].
+    /// 10,50,100,150,200,250,500,1000,2000,5000 with 20% jitter; while the port
+    /// refuses connections, every ~200 ms for ten seconds, then slower]. Given, the
+    /// list is used for every failure.
     #[arg(long, value_name = "MS,MS,...", value_parser = parse_ms_list)]
     pub reconnect_ms: Option<MsList>,
     /// Rejoin delays in milliseconds, the last one repeating [default:
@@ -172,6 +180,9 @@ fn parse_ms_list(s: &str) -> Result<MsList, String> {
         .map(MsList)
 }
 
+/// The environment variable giving the auth token when `--auth-token` is not given.
+pub const AUTH_TOKEN_ENV: &str = "SLIPSTREAM_AUTH_TOKEN";
+
 impl ConnectArgs {
     /// The client configuration, validated.
     pub fn config(&self) -> Result<Config, String> {
@@ -181,6 +192,14 @@ impl ConnectArgs {
         }
         for (name, value) in &self.headers {
             config = config.header(name.clone(), value.clone());
+        }
+        let token = self
+            .auth_token
+            .clone()
+            .or_else(|| std::env::var(AUTH_TOKEN_ENV).ok())
+            .filter(|t| !t.is_empty());
+        if let Some(token) = token {
+            config = config.auth_token(token);
         }
         config = if self.vsn == "1" {
             config.serializer(V1Json)
@@ -197,7 +216,10 @@ impl ConnectArgs {
                 .join_timeout(Duration::from_millis(ms));
         }
         if let Some(MsList(list)) = &self.reconnect_ms {
-            config = config.reconnect_backoff(Backoff::from_millis(list));
+            // The list is the whole schedule, a refused port included.
+            config = config
+                .reconnect_backoff(Backoff::from_millis(list))
+                .reconnect_refused_backoff(Backoff::from_millis(list));
         }
         if let Some(MsList(list)) = &self.rejoin_ms {
             config = config.rejoin_backoff(Backoff::from_millis(list));

@@ -35,8 +35,14 @@ struct Proc {
 
 impl Proc {
     fn spawn(args: &[&str]) -> Proc {
+        Proc::spawn_env(args, &[])
+    }
+
+    /// Spawns with these extra environment variables.
+    fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut child: Child = Command::new(BIN)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -1281,4 +1287,39 @@ fn help_of_every_subcommand_lists_every_documented_option_and_command() {
     }
     let top = help_text(&["--help"]);
     assert!(top.contains("connect") && top.contains("serve"), "{top}");
+}
+
+#[test]
+fn an_auth_token_from_the_flag_or_the_environment_travels_in_the_subprotocol_header() {
+    let server = Server::start();
+    let url = server.url();
+    for (flag, env) in [(Some("fl@g-t0ken"), None), (None, Some("env-t0ken"))] {
+        let mut args = vec!["connect", url.as_str(), "-p", "token=t"];
+        if let Some(token) = flag {
+            args.extend(["--auth-token", token]);
+        }
+        let env: Vec<(&str, &str)> = env
+            .map(|t| vec![("SLIPSTREAM_AUTH_TOKEN", t)])
+            .unwrap_or_default();
+        let mut p = Proc::spawn_env(&args, &env);
+        p.event("connected");
+        let token = flag.or(env.first().map(|(_, t)| *t)).unwrap();
+        let info = server
+            .server
+            .socket(server.last_socket())
+            .expect("the socket");
+        assert_eq!(info.auth_token.as_deref(), Some(token));
+        assert!(
+            info.header("sec-websocket-protocol")
+                .is_some_and(|h| h.starts_with("phoenix, base64url.bearer.phx.")),
+            "{info:?}"
+        );
+        assert!(
+            !info.params.iter().any(|(_, v)| v == token),
+            "not in the URL"
+        );
+        p.close_stdin();
+        assert_eq!(p.finish(), 0, "{}", p.report());
+        assert!(!p.stderr().contains(token), "{}", p.stderr());
+    }
 }

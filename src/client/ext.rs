@@ -1,7 +1,7 @@
 //! Using the client from async code: awaitable joins and pushes, and per-topic
 //! message streams.
 //!
-//! [`ClientExt`] adds `join`, `push`, `leave`, `status` and `subscribe` to the
+//! [`ClientExt`] adds `join`, `push`, `push_to_handler`, `leave`, `status` and `subscribe` to the
 //! client's [`Addr`], so any async code holding it (on any runtime, on any thread)
 //! can use the client without writing callbacks. Each returns its own error type,
 //! and a client that has stopped answers with that type's "stopped" value (never a
@@ -31,78 +31,17 @@
 //! # Ok(()) }
 //! ```
 
-use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context as TaskContext, Poll};
 
 use actix::Addr;
-use futures_util::stream::{self, Stream};
 use serde_json::Value;
-use tokio::sync::broadcast;
 
-use super::messages::{GetStatus, Join, Leave, Push, Subscribe};
+use super::messages::{GetStatus, Join, Leave, Push, SocketPush, Subscribe};
+use super::subscription::Subscription;
 use super::{Client, SlipstreamActor};
 use crate::engine::Status;
 use crate::error::{ClientStopped, JoinError, LeaveError, PushError};
-use crate::message::{Event, Payload, Reply, Topic};
-
-/// A message received on a topic (a server push or a broadcast), as given to
-/// subscribers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TopicMessage {
-    /// The topic.
-    pub topic: Topic,
-    /// The event.
-    pub event: Event,
-    /// The payload.
-    pub payload: Payload,
-}
-
-/// A subscriber fell behind: this many messages were skipped. The stream goes on
-/// with the oldest message still buffered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("subscriber lagged behind: {0} message(s) skipped")]
-pub struct Lagged(pub u64);
-
-/// A stream of one topic's messages, from [`Subscribe`](crate::Subscribe) or [`ClientExt::subscribe`].
-///
-/// It survives reconnects and rejoins (it observes the topic, it does not join
-/// it). It is bounded: a consumer that falls more than the subscription's
-/// capacity behind gets `Err(Lagged(n))` and then the newest messages, never
-/// unbounded memory. It ends when the client stops.
-pub struct Subscription {
-    inner: Pin<Box<dyn Stream<Item = Result<TopicMessage, Lagged>> + Send>>,
-}
-
-impl fmt::Debug for Subscription {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Subscription")
-    }
-}
-
-impl Subscription {
-    pub(crate) fn new(rx: broadcast::Receiver<TopicMessage>) -> Self {
-        let inner = stream::unfold(rx, |mut rx| async move {
-            match rx.recv().await {
-                Ok(msg) => Some((Ok(msg), rx)),
-                Err(broadcast::error::RecvError::Lagged(n)) => Some((Err(Lagged(n)), rx)),
-                Err(broadcast::error::RecvError::Closed) => None,
-            }
-        });
-        Subscription {
-            inner: Box::pin(inner),
-        }
-    }
-}
-
-impl Stream for Subscription {
-    type Item = Result<TopicMessage, Lagged>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        self.inner.as_mut().poll_next(cx)
-    }
-}
+use crate::message::{Event, Payload, Ref, Reply, Topic};
 
 /// Awaitable client operations on the client's [`Addr`], usable from any async code.
 ///
@@ -127,6 +66,18 @@ pub trait ClientExt {
         event: impl Into<Event>,
         payload: impl Into<Payload>,
     ) -> impl Future<Output = Result<Reply, PushError>> + Send;
+
+    /// Pushes an event whose outcome goes to the actor's
+    /// [`handle_reply`](crate::SlipstreamActor::handle_reply) (like
+    /// [`Socket::push`](crate::Socket::push) in a callback) and returns its [`Ref`]
+    /// at once; see [`SocketPush`] (its `timeout` sets another reply timeout).
+    /// A push refused at once returns its [`PushError`] and gets no `handle_reply`.
+    fn push_to_handler(
+        &self,
+        topic: impl Into<Topic>,
+        event: impl Into<Event>,
+        payload: impl Into<Payload>,
+    ) -> impl Future<Output = Result<Ref, PushError>> + Send;
 
     /// Leaves a topic and resolves once it is left (see [`Leave`]): right after,
     /// `status()` no longer lists it.
@@ -161,6 +112,16 @@ impl<A: SlipstreamActor> ClientExt for Addr<Client<A>> {
         payload: impl Into<Payload>,
     ) -> impl Future<Output = Result<Reply, PushError>> + Send {
         let request = self.send(Push::new(topic, event, payload));
+        async move { request.await.unwrap_or(Err(PushError::Stopped)) }
+    }
+
+    fn push_to_handler(
+        &self,
+        topic: impl Into<Topic>,
+        event: impl Into<Event>,
+        payload: impl Into<Payload>,
+    ) -> impl Future<Output = Result<Ref, PushError>> + Send {
+        let request = self.send(SocketPush::new(topic, event, payload));
         async move { request.await.unwrap_or(Err(PushError::Stopped)) }
     }
 

@@ -80,11 +80,17 @@ impl Link {
         self.close_io(engine, 1000, ctx);
         let gen = conn.0;
         let config = engine.config();
-        let url = match connector::connect_url(config) {
-            Ok(url) => url,
+        let target = match connector::connect_target(config) {
+            Ok(target) => target,
             Err(e) => {
-                if let ConnectError::Params(panic) = &e {
-                    error!(target: crate::logging::CONNECTION, "connect failed: the params closure panicked: {panic}");
+                match &e {
+                    ConnectError::Params(panic) => {
+                        error!(target: crate::logging::CONNECTION, "connect failed: the params closure panicked: {panic}");
+                    }
+                    ConnectError::AuthToken(panic) => {
+                        error!(target: crate::logging::CONNECTION, "connect failed: the auth token closure panicked: {panic}");
+                    }
+                    _ => {}
                 }
                 return self.connect_failed(engine, conn, e);
             }
@@ -99,7 +105,7 @@ impl Link {
                 Err(e) => return self.connect_failed(engine, conn, ConnectError::Config(e)),
             },
         };
-        let handshake = connector::handshake(&http, &url, config);
+        let handshake = connector::handshake(&http, &target, config);
         let handle = ctx.spawn(
             actix::fut::wrap_future::<_, Client<A>>(handshake)
                 .map(move |result, act, ctx| act.handshake_done(conn, result, ctx)),

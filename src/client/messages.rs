@@ -6,12 +6,12 @@ use actix::prelude::*;
 use serde_json::Value;
 use tokio::sync::{broadcast, oneshot};
 
-use super::ext::Subscription;
+use super::subscription::Subscription;
 use super::waiters::Waiter;
 use super::{Client, SlipstreamActor};
 use crate::engine::Status;
 use crate::error::{JoinError, LeaveError, PushError};
-use crate::message::{Event, Payload, Reply, Topic};
+use crate::message::{Event, Payload, Ref, Reply, Topic};
 
 /// How much longer than the leave timeout a `Leave` future waits at most.
 const LEAVE_GUARD: Duration = Duration::from_secs(1);
@@ -202,6 +202,89 @@ impl<A: SlipstreamActor> Handler<Push> for Client<A> {
         Box::pin(async move {
             result?;
             rx.await.unwrap_or(Err(PushError::Stopped))
+        })
+    }
+}
+
+/// Push an event whose outcome goes to
+/// [`handle_reply`](crate::SlipstreamActor::handle_reply), from outside a callback:
+/// what [`Socket::push`](crate::Socket::push) does inside one, with no message type or
+/// `Handler` of yours.
+///
+/// Responds at once with the push's [`Ref`] (the one `handle_reply` gets with the
+/// outcome), or the [`PushError`] of a push refused at once (not joined, buffer full,
+/// not encodable), which then gets no `handle_reply`. Every accepted push gets
+/// exactly one `handle_reply`: the reply, or [`PushError::Timeout`],
+/// [`PushError::Stopped`] when the client stops first, and so on.
+/// [`ClientExt::push_to_handler`](crate::ClientExt::push_to_handler) sends it.
+///
+/// ```no_run
+/// # use actix::Actor;
+/// # use actix_slipstream::{Client, ClientExt, Config, PushError, Ref, Reply, SlipstreamActor, Socket, Topic};
+/// # use serde_json::json;
+/// struct Chat;
+///
+/// impl SlipstreamActor for Chat {
+///     fn handle_reply(&mut self, topic: &Topic, reference: &Ref,
+///                     result: Result<Reply, PushError>, _: &mut Socket<'_, Self>) {
+///         println!("{topic} push {reference}: {result:?}");
+///     }
+/// }
+///
+/// # #[actix::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let chat = Client::new(Chat, Config::new("ws://localhost:4000/socket")).start();
+/// chat.join("room:lobby", json!({})).await?;
+/// let reference = chat.push_to_handler("room:lobby", "new_msg", json!({"body": "hi"})).await?;
+/// println!("sent as {reference}; the reply goes to handle_reply");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SocketPush {
+    /// The topic (joined or joining).
+    pub topic: Topic,
+    /// The event name.
+    pub event: Event,
+    /// The payload: JSON, or binary (V2 only).
+    pub payload: Payload,
+    /// The reply timeout; `None` uses the configured push timeout.
+    pub timeout: Option<Duration>,
+}
+
+impl SocketPush {
+    /// A push of `event` with `payload` on `topic`.
+    pub fn new(
+        topic: impl Into<Topic>,
+        event: impl Into<Event>,
+        payload: impl Into<Payload>,
+    ) -> Self {
+        SocketPush {
+            topic: topic.into(),
+            event: event.into(),
+            payload: payload.into(),
+            timeout: None,
+        }
+    }
+
+    /// Sets the reply timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+impl actix::Message for SocketPush {
+    type Result = Result<Ref, PushError>;
+}
+
+impl<A: SlipstreamActor> Handler<SocketPush> for Client<A> {
+    type Result = Result<Ref, PushError>;
+    fn handle(&mut self, msg: SocketPush, ctx: &mut Context<Self>) -> Self::Result {
+        self.with_socket(ctx, |_, socket| match msg.timeout {
+            Some(timeout) => {
+                socket.push_with_timeout(msg.topic.as_str(), msg.event, msg.payload, timeout)
+            }
+            None => socket.push(msg.topic.as_str(), msg.event, msg.payload),
         })
     }
 }

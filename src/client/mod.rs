@@ -13,6 +13,7 @@ mod ext;
 mod link;
 mod messages;
 mod socket;
+mod subscription;
 mod transport;
 mod waiters;
 
@@ -26,9 +27,12 @@ use log::debug;
 use tokio::sync::broadcast;
 
 pub use actor::SlipstreamActor;
-pub use ext::{ClientExt, Lagged, Subscription, TopicMessage};
-pub use messages::{Disconnect, GetStatus, Join, Leave, Push, Reconnect, Stop, Subscribe};
+pub use ext::ClientExt;
+pub use messages::{
+    Disconnect, GetStatus, Join, Leave, Push, Reconnect, SocketPush, Stop, Subscribe,
+};
 pub use socket::Socket;
+pub use subscription::{Lagged, Subscription, TopicMessage};
 
 use crate::config::Config;
 use crate::engine::{

@@ -180,6 +180,11 @@ pub enum ConnectError {
     /// No answer within the connect timeout.
     #[error("timed out")]
     Timeout,
+    /// The server's host refused the TCP connection: nothing listens on the port (a
+    /// server restarting, or a wrong port). Retried with
+    /// [`Config::reconnect_refused_backoff`](crate::Config#structfield.reconnect_refused_backoff).
+    #[error("connection refused")]
+    ConnectionRefused,
     /// TCP, TLS or HTTP failed.
     #[error("{0}")]
     Io(String),
@@ -191,6 +196,39 @@ pub enum ConnectError {
     /// default (the closure may succeed next time, e.g. once a token service is back).
     #[error("the params closure panicked: {0}")]
     Params(String),
+    /// The auth token closure ([`Config::auth_token_fn`](crate::Config::auth_token_fn))
+    /// panicked, with the panic's message. Retried with the reconnect backoff by
+    /// default, like [`ConnectError::Params`].
+    #[error("the auth token closure panicked: {0}")]
+    AuthToken(String),
+    /// An auth token was sent ([`Config::auth_token`](crate::Config::auth_token)) but
+    /// the server did not answer with the `phoenix` subprotocol (it answered the one
+    /// given, or none), so it did not take the token: on Phoenix, declare the socket
+    /// with `auth_token: true` (Phoenix 1.8+). Retried like other connect failures.
+    #[error("the server did not accept the auth token: it answered subprotocol {}, not \"phoenix\" (on Phoenix, declare the socket with `auth_token: true`)", .answered.as_deref().map_or_else(|| "none".to_owned(), |p| format!("{p:?}")))]
+    Subprotocol {
+        /// The subprotocol the server answered, if any.
+        answered: Option<String>,
+    },
+    /// The URL's scheme does not seem to match what the port speaks: a `wss://` URL
+    /// to a port answering plain HTTP, or a `ws://` URL to a port speaking TLS.
+    ///
+    /// This is a heuristic, read from the text and kind of the underlying error (a
+    /// TLS handshake that fails on a reset or on a plain-HTTP answer, an HTTP parser
+    /// that sees a TLS record): the real cause may differ. Fix the URL's scheme
+    /// (`ws://` ↔ `wss://`) if the port is the wrong kind. Retried like other connect
+    /// failures.
+    #[error("{detail}: the port seems to speak {}; try a {suggested}:// URL", if *.tls { "TLS" } else { "plain HTTP" })]
+    #[non_exhaustive]
+    SchemeMismatch {
+        /// Whether the port seems to speak TLS (`true`: the URL was `ws://`) or
+        /// plain HTTP (`false`: the URL was `wss://`).
+        tls: bool,
+        /// The scheme to try instead: `"ws"` or `"wss"`.
+        suggested: &'static str,
+        /// The underlying error.
+        detail: String,
+    },
 }
 
 /// The connection's state, with its data.
@@ -275,7 +313,7 @@ impl Engine {
         info!(target: crate::logging::CONNECTION,
             "connecting to {} (attempt {})",
             crate::url::redact_url(&self.config.url),
-            self.reconnect.attempt() + 1
+            self.reconnect.attempt() + self.reconnect_refused.attempt() + 1
         );
         self.out.push_back(Effect::Connect {
             conn: ConnId(self.gen),
@@ -364,6 +402,7 @@ impl Engine {
             self.lost(DisconnectReason::ReconnectRequested, now);
         }
         self.reconnect.reset();
+        self.reconnect_refused.reset();
         self.connect();
     }
 
@@ -401,6 +440,10 @@ impl Engine {
     /// The connection is gone: fail what it carried, tell the user.
     fn lost(&mut self, reason: DisconnectReason, now: Instant) {
         self.conn = Conn::Disconnected;
+        self.last_connect_refused = matches!(
+            reason,
+            DisconnectReason::ConnectFailed(ConnectError::ConnectionRefused)
+        );
         self.disconnects += 1;
         *self.disconnects_by_reason.entry(reason.kind()).or_default() += 1;
         if reason.is_requested() || reason == DisconnectReason::ReconnectRequested {
@@ -438,11 +481,18 @@ impl Engine {
             return; // already reconnecting (a reconnect was requested)
         }
         if decision == AfterDisconnect::Reconnect {
-            let delay = self.reconnect.next_delay(&self.config.reconnect_backoff);
+            let (delay, attempt) = if self.last_connect_refused {
+                let d = self
+                    .reconnect_refused
+                    .next_delay(&self.config.reconnect_refused_backoff);
+                (d, self.reconnect_refused.attempt())
+            } else {
+                let d = self.reconnect.next_delay(&self.config.reconnect_backoff);
+                (d, self.reconnect.attempt())
+            };
             info!(target: crate::logging::CONNECTION,
-                "reconnecting in {} ms (attempt {})",
+                "reconnecting in {} ms (attempt {attempt})",
                 delay.as_millis(),
-                self.reconnect.attempt()
             );
             let timer = self.timers.schedule(now + delay, Timer::Reconnect);
             self.conn = Conn::WaitingReconnect { timer };
@@ -458,6 +508,7 @@ impl Engine {
         {
             self.conn = Conn::Connected { gen, healthy: true };
             self.reconnect.reset();
+            self.reconnect_refused.reset();
         }
     }
 

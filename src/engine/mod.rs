@@ -112,6 +112,10 @@ pub struct Engine {
     gen: u64,
     conn: Conn,
     reconnect: BackoffState,
+    /// Attempts under the refused-port schedule.
+    reconnect_refused: BackoffState,
+    /// Whether the last connect failed because the port refused it.
+    last_connect_refused: bool,
     channels: FxHashMap<Topic, Channel>,
     registry: TopicRegistry,
     pending: FxHashMap<u64, PendingPush>,
@@ -133,12 +137,15 @@ impl Engine {
     /// [`connect`](Engine::connect).
     pub fn new(config: Config) -> Self {
         let reconnect = config.reconnect_backoff.start();
+        let reconnect_refused = config.reconnect_refused_backoff.start();
         Engine {
             config,
             next_ref: 0,
             gen: 0,
             conn: Conn::Disconnected,
             reconnect,
+            reconnect_refused,
+            last_connect_refused: false,
             channels: FxHashMap::default(),
             registry: TopicRegistry::new(),
             pending: FxHashMap::default(),

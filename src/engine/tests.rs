@@ -1041,6 +1041,55 @@ fn a_join_ok_resets_the_reconnect_backoff() {
 }
 
 #[test]
+fn a_refused_port_is_polled_on_its_own_schedule_and_other_failures_keep_theirs() {
+    let config = config()
+        .reconnect_backoff(Backoff::from_millis(&[1000, 2000]))
+        .reconnect_refused_backoff(Backoff::from_millis(&[30, 40]));
+    let mut h = Harness::connected(config);
+    joined(&mut h, "room:1");
+    h.drop_connection();
+    // A lost connection: the normal schedule.
+    assert!(h.advance(999).connects.is_empty());
+    let out = h.advance(1);
+    assert_eq!(out.connects.len(), 1);
+    let refused = |h: &mut Harness, conn: u64| {
+        h.s.handle_closed(
+            ConnId(conn),
+            DisconnectReason::ConnectFailed(ConnectError::ConnectionRefused),
+            h.now,
+        );
+        h.step();
+    };
+    // The port refuses: polled after 30, then 40 ms.
+    refused(&mut h, out.connects[0]);
+    assert!(h.advance(29).connects.is_empty());
+    let out = h.advance(1);
+    assert_eq!(out.connects.len(), 1, "refused schedule, first delay");
+    refused(&mut h, out.connects[0]);
+    assert!(h.advance(39).connects.is_empty());
+    let out = h.advance(1);
+    assert_eq!(out.connects.len(), 1, "refused schedule, second delay");
+    // A timeout loads the server: back on the normal schedule, at its second delay.
+    h.s.handle_closed(
+        ConnId(out.connects[0]),
+        DisconnectReason::ConnectFailed(ConnectError::Timeout),
+        h.now,
+    );
+    h.step();
+    assert!(h.advance(1999).connects.is_empty());
+    let out = h.advance(1);
+    assert_eq!(out.connects.len(), 1, "normal schedule, second delay");
+    // A healthy connection starts both schedules over.
+    h.s.handle_connected(ConnId(out.connects[0]), h.now);
+    let out = h.step();
+    assert_eq!(h.s.reconnect.attempt(), 2, "not healthy yet");
+    let jr = out.joins()[0].join_ref.clone().unwrap();
+    h.recv(reply("room:1", Some(&jr), &jr, ReplyStatus::Ok, json!({})));
+    assert_eq!(h.s.reconnect.attempt(), 0);
+    assert_eq!(h.s.reconnect_refused.attempt(), 0);
+}
+
+#[test]
 fn a_push_while_a_join_waits_for_a_leave_is_sent_after_that_join() {
     let mut h = Harness::connected(config());
     let jr = joined(&mut h, "room:1");

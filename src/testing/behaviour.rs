@@ -68,9 +68,18 @@ pub struct ConnectRequest {
     pub params: Vec<(String, String)>,
     /// The request headers, names lower-cased.
     pub headers: Vec<(String, String)>,
+    /// The auth token from the `Sec-WebSocket-Protocol` header
+    /// (`base64url.bearer.phx.<base64>`, as phoenix.js 1.8 sends it), decoded.
+    pub auth_token: Option<String>,
 }
 
 impl ConnectRequest {
+    /// The auth token the client sent in the `Sec-WebSocket-Protocol` header, decoded
+    /// (what Phoenix gives `connect/3` as `connect_info[:auth_token]`).
+    pub fn auth_token(&self) -> Option<&str> {
+        self.auth_token.as_deref()
+    }
+
     /// The value of a connect param, if present.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params

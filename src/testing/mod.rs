@@ -171,6 +171,7 @@ pub struct TestServerBuilder {
     port: u16,
     record_frames: bool,
     serializers: Vec<(String, Arc<dyn Serializer>)>,
+    answer_subprotocol: bool,
     #[cfg(feature = "testing-tls")]
     tls: Option<(Vec<Vec<u8>>, Vec<u8>)>,
 }
@@ -216,6 +217,7 @@ impl Default for TestServerBuilder {
                 ("1.0.0".to_owned(), Arc::new(V1Json) as Arc<dyn Serializer>),
                 ("2.0.0".to_owned(), Arc::new(V2)),
             ],
+            answer_subprotocol: true,
             #[cfg(feature = "testing-tls")]
             tls: None,
         }
@@ -335,6 +337,17 @@ impl TestServerBuilder {
         self
     }
 
+    /// Whether the upgrade answers the `phoenix` subprotocol when the client asks for
+    /// it (default true, like a Phoenix 1.8 socket declared with `auth_token: true`).
+    /// Turn it off to play a server that ignores the auth token: the client then
+    /// fails the connect with
+    /// [`ConnectError::Subprotocol`](crate::ConnectError::Subprotocol). The token is
+    /// read either way.
+    pub fn answer_subprotocol(mut self, answer: bool) -> Self {
+        self.answer_subprotocol = answer;
+        self
+    }
+
     /// Serves `wss://` (TLS through rustls with the ring provider) with this
     /// certificate chain (DER, leaf first) and PKCS#8 private key (DER), instead of
     /// plain `ws://`. [`TestServer::url`] then gives a `wss://` URL. Feature `testing-tls`.
@@ -368,6 +381,7 @@ impl TestServerBuilder {
                 close_grace: self.close_grace,
                 port: self.port,
                 serializers: self.serializers,
+                answer_subprotocol: self.answer_subprotocol,
                 #[cfg(feature = "testing-tls")]
                 tls,
             },

@@ -52,6 +52,8 @@ pub(crate) struct Config {
     pub(crate) port: u16,
     /// The serializers by `vsn`.
     pub(crate) serializers: Vec<(String, Arc<dyn Serializer>)>,
+    /// Answer the `phoenix` subprotocol when asked for it.
+    pub(crate) answer_subprotocol: bool,
     /// Serve TLS with this configuration.
     #[cfg(feature = "testing-tls")]
     pub(crate) tls: Option<rustls::ServerConfig>,
@@ -426,6 +428,27 @@ fn refuse(shared: &Shared, status: u16) -> HttpResponse {
     HttpResponse::build(code).finish()
 }
 
+/// The auth token of the upgrade request, as Phoenix reads it
+/// (`Phoenix.Transports.WebSocket`): the subprotocol starting with
+/// `base64url.bearer.phx.`, the rest decoded as standard base64 without padding.
+/// `Err` when it is not base64 (Phoenix's `Base.decode64!` raises: HTTP 400 here).
+/// Non-UTF-8 token bytes are read lossily.
+fn auth_token(req: &HttpRequest) -> Result<Option<String>, ()> {
+    let encoded = req
+        .headers()
+        .get_all(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix(crate::auth::AUTH_TOKEN_PREFIX));
+    match encoded {
+        None => Ok(None),
+        Some(encoded) => crate::auth::decode_unpadded(encoded)
+            .map(|bytes| Some(String::from_utf8_lossy(&bytes).into_owned()))
+            .ok_or(()),
+    }
+}
+
 /// The websocket endpoint, `/socket/websocket`.
 async fn upgrade(req: HttpRequest, body: web::Payload, shared: web::Data<Shared>) -> HttpResponse {
     let shared = shared.into_inner();
@@ -457,10 +480,18 @@ async fn upgrade(req: HttpRequest, body: web::Payload, shared: web::Data<Shared>
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
+    let auth_token = match auth_token(&req) {
+        Ok(token) => token,
+        Err(()) => {
+            log::debug!("test server: refusing an auth token that is not base64");
+            return refuse(&shared, 400);
+        }
+    };
     let request = ConnectRequest {
         vsn,
         params,
         headers,
+        auth_token,
     };
     if let Some(accept) = &shared.cfg.connect {
         let ok = catch_unwind(AssertUnwindSafe(|| accept(&request))).unwrap_or(false);
@@ -468,11 +499,15 @@ async fn upgrade(req: HttpRequest, body: web::Payload, shared: web::Data<Shared>
             return refuse(&shared, 403);
         }
     }
-    let (response, session, stream) =
-        match actix_ws::handle_with_protocols(&req, body, &["phoenix"]) {
-            Ok(parts) => parts,
-            Err(e) => return HttpResponse::from_error(e),
-        };
+    let protocols: &[&str] = if shared.cfg.answer_subprotocol {
+        &[crate::auth::PHOENIX_SUBPROTOCOL]
+    } else {
+        &[]
+    };
+    let (response, session, stream) = match actix_ws::handle_with_protocols(&req, body, protocols) {
+        Ok(parts) => parts,
+        Err(e) => return HttpResponse::from_error(e),
+    };
     let stream = stream
         .max_frame_size(shared.cfg.max_frame_size)
         .aggregate_continuations()
@@ -484,6 +519,7 @@ async fn upgrade(req: HttpRequest, body: web::Payload, shared: web::Data<Shared>
         vsn,
         params,
         headers,
+        auth_token,
     } = request;
     let silence = shared.with_state(|s| {
         let silence = s.faults.silence_new;
@@ -501,6 +537,7 @@ async fn upgrade(req: HttpRequest, body: web::Payload, shared: web::Data<Shared>
                     vsn: vsn.clone(),
                     params: params.clone(),
                     headers,
+                    auth_token,
                     peer,
                     channels: Default::default(),
                     silence,

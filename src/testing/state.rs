@@ -54,6 +54,8 @@ pub struct SocketInfo {
     pub params: Vec<(String, String)>,
     /// The headers of the upgrade request, names lower-cased, in order.
     pub headers: Vec<(String, String)>,
+    /// The auth token of the upgrade request (`Sec-WebSocket-Protocol`), decoded.
+    pub auth_token: Option<String>,
     /// The client's address.
     pub peer: Option<SocketAddr>,
     /// The joined channels, by topic.
