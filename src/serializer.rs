@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -295,15 +296,151 @@ struct V1In<'a> {
     join_ref: Option<Cow<'a, str>>,
 }
 
-/// A V2 text frame; strings are borrowed from the frame when they have no escapes.
-#[derive(Deserialize)]
-struct V2In<'a>(
-    #[serde(borrow)] Option<Cow<'a, str>>,
-    #[serde(borrow)] Option<Cow<'a, str>>,
-    #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Cow<'a, str>,
-    Value,
-);
+/// A V2 text frame from a server. Strings are borrowed from the frame when they have
+/// no escapes, and a `phx_reply` payload is read straight into its status and
+/// response (no map is built for the `{"status", "response"}` wrapper).
+struct V2In<'a> {
+    join_ref: Option<Cow<'a, str>>,
+    reference: Option<Cow<'a, str>>,
+    topic: Cow<'a, str>,
+    event: Cow<'a, str>,
+    payload: V2Payload,
+}
+
+/// The payload of a V2 text frame: a `phx_reply`'s status and response, or any value.
+enum V2Payload {
+    Reply(Result<(ReplyStatus, Value), &'static str>),
+    Other(Value),
+}
+
+/// A string borrowed from the input when it has no escapes.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Str<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for V2In<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = V2In<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array [join_ref, ref, topic, event, payload]")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<V2In<'de>, A::Error> {
+                let missing = |i| de::Error::invalid_length(i, &"an array of 5 elements");
+                let join_ref = seq
+                    .next_element::<Option<Str<'de>>>()?
+                    .ok_or_else(|| missing(0))?;
+                let reference = seq
+                    .next_element::<Option<Str<'de>>>()?
+                    .ok_or_else(|| missing(1))?;
+                let topic = seq.next_element::<Str<'de>>()?.ok_or_else(|| missing(2))?;
+                let event = seq.next_element::<Str<'de>>()?.ok_or_else(|| missing(3))?;
+                let payload = if event.0 == "phx_reply" {
+                    V2Payload::Reply(seq.next_element::<ReplyIn>()?.ok_or_else(|| missing(4))?.0)
+                } else {
+                    V2Payload::Other(seq.next_element::<Value>()?.ok_or_else(|| missing(4))?)
+                };
+                Ok(V2In {
+                    join_ref: join_ref.map(|s| s.0),
+                    reference: reference.map(|s| s.0),
+                    topic: topic.0,
+                    event: event.0,
+                    payload,
+                })
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// A `phx_reply` payload: `{"status": ..., "response": ...}` (other keys ignored, the
+/// last of duplicate keys kept), or why it is not one.
+struct ReplyIn(Result<(ReplyStatus, Value), &'static str>);
+
+impl<'de> Deserialize<'de> for ReplyIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        const NOT_AN_OBJECT: &str = "reply payload is not an object";
+        fn not_an_object<E>() -> Result<ReplyIn, E> {
+            Ok(ReplyIn(Err(NOT_AN_OBJECT)))
+        }
+        impl<'de> Visitor<'de> for V {
+            type Value = ReplyIn;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a reply payload")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ReplyIn, A::Error> {
+                let mut status: Option<Result<ReplyStatus, &'static str>> = None;
+                let mut response = None;
+                while let Some(key) = map.next_key::<Str<'de>>()? {
+                    match key.0.as_ref() {
+                        "status" => {
+                            status = Some(match map.next_value::<Value>()? {
+                                Value::String(s) => Ok(ReplyStatus::from(s)),
+                                _ => Err("reply status is not a string"),
+                            })
+                        }
+                        "response" => response = Some(map.next_value::<Value>()?),
+                        _ => {
+                            map.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                let status = match status {
+                    Some(Ok(s)) => s,
+                    Some(Err(e)) => return Ok(ReplyIn(Err(e))),
+                    None => return Ok(ReplyIn(Err("reply has no status"))),
+                };
+                let response = response.unwrap_or_else(|| Value::Object(serde_json::Map::new()));
+                Ok(ReplyIn(Ok((status, response))))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ReplyIn, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                not_an_object()
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<ReplyIn, E> {
+                not_an_object()
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<ReplyIn, E> {
+                not_an_object()
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<ReplyIn, E> {
+                not_an_object()
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<ReplyIn, E> {
+                not_an_object()
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<ReplyIn, E> {
+                not_an_object()
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<ReplyIn, E> {
+                not_an_object()
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 impl Serializer for V2 {
     fn vsn(&self) -> &str {
@@ -623,9 +760,19 @@ fn decode_v1_text(text: &[u8]) -> Result<Message, DecodeError> {
 }
 
 fn decode_v2_text(text: &[u8]) -> Result<Message, DecodeError> {
-    let V2In(jr, r, topic, event, payload) =
-        serde_json::from_slice(text).map_err(DecodeError::json)?;
-    build(jr, r, topic, event, payload)
+    let frame: V2In<'_> = serde_json::from_slice(text).map_err(DecodeError::json)?;
+    let (event, payload) = match frame.payload {
+        V2Payload::Reply(Ok((status, response))) => (Event::Reply(status), response),
+        V2Payload::Reply(Err(why)) => return Err(DecodeError::InvalidReply(why)),
+        V2Payload::Other(payload) => (Event::from_name(frame.event), payload),
+    };
+    Ok(Message {
+        join_ref: frame.join_ref.as_deref().map(Ref::from),
+        reference: frame.reference.as_deref().map(Ref::from),
+        topic: Topic::from(frame.topic.as_ref()),
+        event,
+        payload: Payload::Json(payload),
+    })
 }
 
 /// Builds a message from decoded JSON parts, unwrapping `phx_reply` payloads.
@@ -802,6 +949,71 @@ mod tests {
         }
         let object = br#" {"topic":"t","event":"e","payload":{},"ref":"1"}"#;
         assert!(V1Json.decode_server_text(object).is_ok());
+    }
+
+    /// The reference decoding of a V2 text frame: the whole payload as a `Value`, then
+    /// the `phx_reply` wrapper taken apart (what the direct decoder must agree with).
+    fn reference_v2(text: &[u8]) -> Result<Message, DecodeError> {
+        let (jr, r, topic, event, payload): (
+            Option<String>,
+            Option<String>,
+            String,
+            String,
+            Value,
+        ) = serde_json::from_slice(text).map_err(DecodeError::json)?;
+        build(
+            jr.map(Cow::Owned),
+            r.map(Cow::Owned),
+            Cow::Owned(topic),
+            Cow::Owned(event),
+            payload,
+        )
+    }
+
+    #[test]
+    fn a_reply_decoded_directly_agrees_with_the_reference_decoding() {
+        let payloads = [
+            r#"{"status":"ok","response":{"a":[1,2,{"b":null}]}}"#,
+            r#"{"response":"x","status":"error"}"#,
+            r#"{"status":"timeout"}"#,
+            r#"{"status":"ok","response":1,"extra":{"deep":[[[]]]}}"#,
+            r#"{"status":"ok","status":"error","response":1,"response":2}"#,
+            r#"{"status":"ok","response":"é"}"#,
+            r#"{"status":5,"response":{}}"#,
+            r#"{"response":{}}"#,
+            r#"{}"#,
+            r#"[1,{"status":"ok"}]"#,
+            r#""ok""#,
+            r#"null"#,
+            r#"true"#,
+            r#"-1.5"#,
+            r#"18446744073709551615"#,
+        ];
+        for payload in payloads {
+            for event in ["phx_reply", "other"] {
+                let text = format!(r#"["1","2","room:1","{event}",{payload}]"#);
+                assert_eq!(
+                    decode_v2_text(text.as_bytes()),
+                    reference_v2(text.as_bytes()),
+                    "{text}"
+                );
+            }
+        }
+        for bad in [
+            r#"["1","2","room:1","phx_reply"]"#,
+            r#"["1","2","room:1","phx_reply",{"status":"ok"},6]"#,
+            r#"["1","2","room:1","phx_reply",{"status":"ok"}"#,
+            r#"[null,null,"room:1","phx_reply",{"status":"ok","response":[}]"#,
+        ] {
+            assert!(
+                matches!(
+                    decode_v2_text(bad.as_bytes()),
+                    Err(DecodeError::InvalidJson(_))
+                ),
+                "{bad}"
+            );
+            assert!(reference_v2(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -28,6 +28,17 @@ fn small_push() -> Message {
     )
 }
 
+/// A small reply, as the `echo` scenarios receive it (~100 B).
+fn small_reply() -> Message {
+    Message::new(
+        Some(Ref::from(3)),
+        Some(Ref::from(4242)),
+        "room:bench",
+        Event::Reply(ReplyStatus::Ok),
+        Payload::Json(json!({"body": "x".repeat(32), "n": 42})),
+    )
+}
+
 /// A reply with a ~10 KB response: a list of records with strings and numbers.
 fn large_reply() -> Message {
     let items: Vec<Value> = (0..100)
@@ -72,7 +83,11 @@ fn text_of(frame: &Frame) -> &str {
 fn bench_decode_text(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode_v2_text");
     let dynamic: Arc<dyn Serializer> = Arc::new(V2);
-    for (name, msg) in [("small", small_push()), ("10k", large_reply())] {
+    for (name, msg) in [
+        ("small", small_push()),
+        ("small_reply", small_reply()),
+        ("10k", large_reply()),
+    ] {
         let frame = V2.encode_server(&msg).expect("encode");
         let bytes = text_of(&frame).as_bytes().to_vec();
         group.throughput(Throughput::Bytes(bytes.len() as u64));
