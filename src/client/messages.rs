@@ -239,17 +239,7 @@ impl<A: SlipstreamActor> Handler<Push> for Client<A> {
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct SocketPush {
-    /// The topic (joined or joining).
-    pub topic: Topic,
-    /// The event name.
-    pub event: Event,
-    /// The payload: JSON, or binary (V2 only).
-    pub payload: Payload,
-    /// The reply timeout; `None` uses the configured push timeout.
-    pub timeout: Option<Duration>,
-}
+pub struct SocketPush(Push);
 
 impl SocketPush {
     /// A push of `event` with `payload` on `topic`.
@@ -258,18 +248,24 @@ impl SocketPush {
         event: impl Into<Event>,
         payload: impl Into<Payload>,
     ) -> Self {
-        SocketPush {
-            topic: topic.into(),
-            event: event.into(),
-            payload: payload.into(),
-            timeout: None,
-        }
+        SocketPush(Push::new(topic, event, payload))
     }
 
-    /// Sets the reply timeout.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
+    /// Sets the reply timeout (default: the configured push timeout).
+    pub fn timeout(self, timeout: Duration) -> Self {
+        SocketPush(self.0.timeout(timeout))
+    }
+
+    /// The push it makes.
+    pub fn push(&self) -> &Push {
+        &self.0
+    }
+}
+
+impl From<Push> for SocketPush {
+    /// The same push, its outcome going to `handle_reply` instead of the sender.
+    fn from(push: Push) -> Self {
+        SocketPush(push)
     }
 }
 
@@ -280,6 +276,7 @@ impl actix::Message for SocketPush {
 impl<A: SlipstreamActor> Handler<SocketPush> for Client<A> {
     type Result = Result<Ref, PushError>;
     fn handle(&mut self, msg: SocketPush, ctx: &mut Context<Self>) -> Self::Result {
+        let SocketPush(msg) = msg;
         self.with_socket(ctx, |_, socket| match msg.timeout {
             Some(timeout) => {
                 socket.push_with_timeout(msg.topic.as_str(), msg.event, msg.payload, timeout)
