@@ -42,6 +42,8 @@ fn the_client_agrees_with_the_model_over_random_sequences() {
     let config = Config {
         cases: knobs.cases,
         max_shrink_iters: knobs.shrink_iters,
+        // A failing sequence may take up to its wait bounds each time it is re-run.
+        max_shrink_time: knobs.shrink_secs.saturating_mul(1000),
         // Each case runs for real (sockets, timers): no extra local rejects or forks.
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
             env!("CARGO_MANIFEST_DIR"),

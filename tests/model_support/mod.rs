@@ -21,9 +21,10 @@ use actix_slipstream::testing::{
     EventRecord, LeaveReason, Refusal, ServerEvent, Silence, SocketId, TestServer, EVENT_HISTORY,
 };
 use actix_slipstream::{
-    AfterDisconnect, AfterTopicClose, Backoff, Client, Config, Disconnect, DisconnectReason, Event,
-    GetStatus, Join, JoinError, Leave, LeaveError, Payload, Push, PushError, Reconnect, Ref, Reply,
-    SlipstreamActor, Socket, Status, Stop, Topic, TopicCloseReason, TopicStatus,
+    AfterDisconnect, AfterTopicClose, Backoff, Client, Config, ConnectionStatus, Disconnect,
+    DisconnectReason, Event, GetStatus, Join, JoinError, Leave, LeaveError, Payload, Push,
+    PushError, Reconnect, Ref, Reply, SlipstreamActor, Socket, Status, Stop, Topic,
+    TopicCloseReason, TopicStatus,
 };
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -572,6 +573,9 @@ impl Harness {
                 .map_err(|e| format!("step {i} ({op}): {e}"))?;
             self.drain_now()
                 .map_err(|e| format!("after step {i} ({op}): {e}"))?;
+            self.check_step()
+                .await
+                .map_err(|e| format!("after step {i} ({op}): {e}"))?;
         }
         self.step = ops.len();
         match self.case.ending {
@@ -1072,6 +1076,37 @@ impl Harness {
         Ok(())
     }
 
+    /// After every step: the client's registry is exactly the wanted topics with their
+    /// params, and a topic it knows but is not wanted is one being left.
+    async fn check_step(&mut self) -> Result<(), String> {
+        let probe = self.probe().await?;
+        let wanted = self.wanted();
+        let registry: BTreeMap<String, Value> = probe
+            .registry
+            .iter()
+            .map(|(t, v)| (t.to_string(), v.clone()))
+            .collect();
+        if registry != wanted {
+            return Err(format!(
+                "the registry {registry:?} is not the wanted topics {wanted:?}"
+            ));
+        }
+        for t in &probe.status.topics {
+            if !wanted.contains_key(t.topic.as_str()) && t.status != TopicStatus::Leaving {
+                return Err(format!(
+                    "{} is not wanted but the client has it {}",
+                    t.topic, t.status
+                ));
+            }
+        }
+        for t in wanted.keys() {
+            if probe.status.topic(t).is_none() {
+                return Err(format!("{t} is wanted but the client does not know it"));
+            }
+        }
+        Ok(())
+    }
+
     // ----- the end -----
 
     /// Undoes every fault: connects accepted, no silence, no reply delay, the server up,
@@ -1117,7 +1152,7 @@ impl Harness {
     fn settled(&self, probe: &Probe) -> Result<(), String> {
         let wanted = self.wanted();
         let st = &probe.status;
-        if st.connection.to_string() != "connected" {
+        if st.connection != ConnectionStatus::Connected {
             return Err(format!("client {}", st.connection));
         }
         let registry: BTreeMap<String, Value> = probe
@@ -1472,6 +1507,8 @@ pub struct Knobs {
     pub steps: usize,
     /// `MODEL_SHRINK_ITERS`: most shrinking steps after a failure.
     pub shrink_iters: u32,
+    /// `MODEL_SHRINK_SECS`: most time spent shrinking after a failure.
+    pub shrink_secs: u32,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -1492,6 +1529,7 @@ impl Knobs {
             seed: env_or("MODEL_SEED", 20_261_201),
             steps: env_or("MODEL_STEPS", 30),
             shrink_iters: env_or("MODEL_SHRINK_ITERS", 400),
+            shrink_secs: env_or("MODEL_SHRINK_SECS", 300),
         }
     }
 }
