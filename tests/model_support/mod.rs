@@ -1305,6 +1305,11 @@ impl Harness {
                 self.socket_refs
             ));
         }
+        // A stalled socket does not read, so the server would never see the close:
+        // let it read again.
+        for s in std::mem::take(&mut self.silenced) {
+            let _ = self.server.silence(s, None).await;
+        }
         self.server
             .wait_until(WAIT, |s| s.socket_count() == 0)
             .await
