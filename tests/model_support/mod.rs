@@ -21,11 +21,12 @@ use actix_slipstream::testing::{
     EventRecord, LeaveReason, Refusal, ServerEvent, Silence, SocketId, TestServer, EVENT_HISTORY,
 };
 use actix_slipstream::{
-    AfterDisconnect, AfterTopicClose, Backoff, Client, Config, ConnectionStatus, Disconnect,
-    DisconnectReason, Event, GetStatus, Join, JoinError, Leave, LeaveError, Payload, Push,
-    PushError, Reconnect, Ref, Reply, SlipstreamActor, Socket, Status, Stop, Topic,
-    TopicCloseReason, TopicStatus,
+    AfterDisconnect, AfterTopicClose, Backoff, Client, ClientExt, Config, ConnectionStatus,
+    Disconnect, DisconnectReason, Event, GetStatus, Join, JoinError, Leave, LeaveError, Payload,
+    Push, PushError, Reconnect, Ref, Reply, SlipstreamActor, Socket, Status, Stop, Subscription,
+    Topic, TopicCloseReason, TopicStatus,
 };
+use futures_util::StreamExt as _;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -78,6 +79,10 @@ pub enum Op {
     Restart,
     /// Let time pass.
     Wait(u16),
+    /// `ClientExt::subscribe` to `room:{topic}` (the subscription is held to the end).
+    Subscribe { topic: u8 },
+    /// The server broadcasts an event on `room:{topic}`.
+    Broadcast { topic: u8 },
     /// The server drops the client's TCP connection.
     DropConnection,
     /// The server closes the client's socket with this code.
@@ -104,7 +109,12 @@ impl Op {
     fn is_user(&self) -> bool {
         matches!(
             self,
-            Op::Join { .. } | Op::Leave { .. } | Op::Push { .. } | Op::Wait(_)
+            Op::Join { .. }
+                | Op::Leave { .. }
+                | Op::Push { .. }
+                | Op::Wait(_)
+                | Op::Subscribe { .. }
+                | Op::Broadcast { .. }
         )
     }
 }
@@ -127,6 +137,8 @@ impl fmt::Display for Op {
             Op::Reconnect => write!(f, "Reconnect"),
             Op::Restart => write!(f, "supervisor restart (Stop)"),
             Op::Wait(ms) => write!(f, "wait {ms} ms"),
+            Op::Subscribe { topic } => write!(f, "subscribe to room:{topic}"),
+            Op::Broadcast { topic } => write!(f, "server: broadcast on room:{topic}"),
             Op::DropConnection => write!(f, "server: drop the TCP connection"),
             Op::Close(code) => write!(f, "server: close with {code}"),
             Op::Crash { topic } => write!(f, "server: crash room:{topic} (phx_error)"),
@@ -203,6 +215,8 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
         2 => Just(Op::Reconnect),
         1 => Just(Op::Restart),
         6 => (0..40u16).prop_map(Op::Wait),
+        1 => topic_index().prop_map(|topic| Op::Subscribe { topic }),
+        1 => topic_index().prop_map(|topic| Op::Broadcast { topic }),
         2 => Just(Op::DropConnection),
         2 => prop_oneof![Just(1000u16), Just(1001), Just(1011), Just(1012)].prop_map(Op::Close),
         2 => topic_index().prop_map(|topic| Op::Crash { topic }),
@@ -507,6 +521,8 @@ struct Harness {
     silenced: BTreeSet<SocketId>,
     terminated: usize,
     stopped_disconnects: usize,
+    /// Subscriptions taken, held until the client is gone (then each must end).
+    subscriptions: Vec<Subscription>,
 }
 
 async fn run(case: Case) -> Result<CaseStats, String> {
@@ -545,6 +561,7 @@ async fn run(case: Case) -> Result<CaseStats, String> {
         silenced: BTreeSet::new(),
         terminated: 0,
         stopped_disconnects: 0,
+        subscriptions: Vec::new(),
     };
     let result = h.run().await;
     result.map_err(|e| {
@@ -926,6 +943,19 @@ impl Harness {
                 }
             }
             Op::Wait(ms) => tokio::time::sleep(Duration::from_millis(ms.into())).await,
+            Op::Subscribe { topic } => {
+                match tokio::time::timeout(WAIT, self.addr().subscribe(topic_name(topic), 8)).await
+                {
+                    Ok(Ok(sub)) => self.subscriptions.push(sub),
+                    Ok(Err(e)) => return Err(format!("subscribe: {e}")),
+                    Err(_) => return Err("subscribe did not answer".into()),
+                }
+            }
+            Op::Broadcast { topic } => {
+                self.server
+                    .broadcast(topic_name(topic), "news", json!({ "step": self.step }))
+                    .await;
+            }
             Op::DropConnection => {
                 if let Some(s) = self.current_socket() {
                     self.server.drop_connection(s);
@@ -1297,6 +1327,30 @@ impl Harness {
                 "terminate ran {} times for {want} stops",
                 self.terminated
             ));
+        }
+        // No subscriber outlives the client: each subscription ends (after the messages
+        // it still holds, at most its capacity plus a lag notice).
+        for (i, mut sub) in std::mem::take(&mut self.subscriptions)
+            .into_iter()
+            .enumerate()
+        {
+            let mut held = 0;
+            loop {
+                match tokio::time::timeout(WAIT, sub.next()).await {
+                    Ok(None) => break,
+                    Ok(Some(_)) if held < 64 => held += 1,
+                    Ok(Some(_)) => {
+                        return Err(format!(
+                            "subscription {i} keeps yielding after the client stopped"
+                        ))
+                    }
+                    Err(_) => {
+                        return Err(format!(
+                            "subscription {i} did not end after the client stopped"
+                        ))
+                    }
+                }
+            }
         }
         self.wait_all_answered(WAIT).await?;
         if !self.socket_refs.is_empty() {
