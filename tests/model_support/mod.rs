@@ -35,6 +35,9 @@ use tokio::sync::mpsc;
 pub const TOPICS: usize = 3;
 /// The join, push and leave timeouts of the client under test.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+/// The same timeouts in a sequence with short timeouts, where they run out under
+/// ordinary delays (join retries, push and leave timeouts get exercised).
+pub const SHORT_REQUEST_TIMEOUT: Duration = Duration::from_millis(150);
 /// How long one sequence may take in all before it counts as hung.
 pub const CASE_LIMIT: Duration = Duration::from_secs(60);
 /// The longest any single wait of the harness may take.
@@ -174,21 +177,39 @@ pub enum Ending {
 pub struct Case {
     /// Whether the client runs under `actix::Supervisor`.
     pub supervised: bool,
+    /// Whether the join, push and leave timeouts are short ([`SHORT_REQUEST_TIMEOUT`]).
+    pub short_timeouts: bool,
     /// The steps.
     pub ops: Vec<Op>,
     /// The end.
     pub ending: Ending,
 }
 
+impl Case {
+    /// The join, push and leave timeout of the client.
+    pub fn request_timeout(&self) -> Duration {
+        if self.short_timeouts {
+            SHORT_REQUEST_TIMEOUT
+        } else {
+            REQUEST_TIMEOUT
+        }
+    }
+}
+
 impl fmt::Debug for Case {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "Case ({} client, {} steps, ending {:?}):",
+            "Case ({} client{}, {} steps, ending {:?}):",
             if self.supervised {
                 "supervised"
             } else {
                 "plain"
+            },
+            if self.short_timeouts {
+                ", short timeouts"
+            } else {
+                ""
             },
             self.ops.len(),
             self.ending
@@ -225,7 +246,7 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
             .prop_map(|(n, how)| Op::Refuse { n, how }),
         1 => any::<bool>().prop_map(Op::Silence),
         1 => Just(Op::Unsilence),
-        1 => prop_oneof![Just(0u16), 20..300u16].prop_map(Op::ReplyDelay),
+        2 => prop_oneof![Just(0u16), 20..600u16].prop_map(Op::ReplyDelay),
         1 => any::<bool>().prop_map(|graceful| Op::ServerDown { graceful }),
         1 => Just(Op::ServerUp),
     ]
@@ -235,6 +256,7 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
 pub fn case_strategy(max_steps: usize) -> impl Strategy<Value = Case> {
     (
         prop::bool::weighted(0.3),
+        prop::bool::weighted(0.2),
         prop::collection::vec(op_strategy(), 1..=max_steps.max(1)),
         prop_oneof![
             6 => Just(Ending::Quiesce),
@@ -242,8 +264,9 @@ pub fn case_strategy(max_steps: usize) -> impl Strategy<Value = Case> {
             1 => Just(Ending::DropHandles),
         ],
     )
-        .prop_map(|(supervised, ops, ending)| Case {
+        .prop_map(|(supervised, short_timeouts, ops, ending)| Case {
             supervised,
+            short_timeouts,
             ops,
             ending,
         })
@@ -423,15 +446,15 @@ fn params_json(p: u8) -> Value {
 }
 
 /// The client's settings: short backoffs, a heartbeat that notices silence quickly.
-pub fn client_config(server: &TestServer) -> Config {
+pub fn client_config(server: &TestServer, timeout: Duration) -> Config {
     Config::new(server.url())
         .param("token", "model")
         .reconnect_backoff(Backoff::from_millis(&[5, 10, 20]))
         .rejoin_backoff(Backoff::from_millis(&[5, 10, 20]))
         .heartbeat(Duration::from_millis(250), Duration::from_millis(250))
         .connect_timeout(Duration::from_millis(500))
-        .push_timeout(REQUEST_TIMEOUT)
-        .join_timeout(REQUEST_TIMEOUT)
+        .push_timeout(timeout)
+        .join_timeout(timeout)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -532,7 +555,7 @@ async fn run(case: Case) -> Result<CaseStats, String> {
         .await
         .map_err(|e| format!("test server: {e}"))?;
     let (tx, events) = mpsc::channel(EVENTS_CAP);
-    let config = client_config(&server);
+    let config = client_config(&server, case.request_timeout());
     let addr = if case.supervised {
         Supervisor::start(move |_| Client::new(ModelClient { tx }, config))
     } else {
@@ -1440,8 +1463,11 @@ impl Harness {
                 return Err(format!("request #{i} {:?} never answered", req.kind));
             };
             let elapsed = at.saturating_duration_since(req.sent_at);
-            let timeout_fair = Self::any_in(&self.slow_steps, 0, *answer_step)
-                && elapsed >= REQUEST_TIMEOUT.mul_f32(0.9);
+            // A timeout needs the whole timeout to have passed, and a reason: short
+            // timeouts, or a fault that slows things down.
+            let timeout_fair = (self.case.short_timeouts
+                || Self::any_in(&self.slow_steps, 0, *answer_step))
+                && elapsed >= self.case.request_timeout().mul_f32(0.9);
             let removed_after =
                 |topic: u8| Self::any_in(&self.model[topic as usize].removals, req.step + 1, end);
             let after = |pred: &dyn Fn(&ServerEvent) -> bool| {
