@@ -1463,11 +1463,30 @@ impl Harness {
                 return Err(format!("request #{i} {:?} never answered", req.kind));
             };
             let elapsed = at.saturating_duration_since(req.sent_at);
+            // A join with the params the topic is wanted with gets the outcome of the
+            // join in flight (the documented rule), whose timeout may have started with
+            // an earlier join of the same episode: time it from the first of them.
+            let started = match req.kind {
+                Kind::Join { topic, .. } => self
+                    .requests
+                    .iter()
+                    .filter(|r| {
+                        matches!(r.kind, Kind::Join { topic: t, .. } if t == topic)
+                            && r.expect == Expect::Open
+                            && r.wanted_since == req.wanted_since
+                            && r.step <= req.step
+                    })
+                    .map(|r| r.sent_at)
+                    .min()
+                    .unwrap_or(req.sent_at),
+                _ => req.sent_at,
+            };
             // A timeout needs the whole timeout to have passed, and a reason: short
             // timeouts, or a fault that slows things down.
             let timeout_fair = (self.case.short_timeouts
                 || Self::any_in(&self.slow_steps, 0, *answer_step))
-                && elapsed >= self.case.request_timeout().mul_f32(0.9);
+                && at.saturating_duration_since(started)
+                    >= self.case.request_timeout().mul_f32(0.9);
             let removed_after =
                 |topic: u8| Self::any_in(&self.model[topic as usize].removals, req.step + 1, end);
             let after = |pred: &dyn Fn(&ServerEvent) -> bool| {
