@@ -20,9 +20,9 @@
 //!   closes its connection and runs `terminate` last.
 //!
 //! Knobs: `MODEL_CASES` (default 160), `MODEL_SEED` (default 20261201), `MODEL_STEPS`
-//! (default 30), `MODEL_SHRINK_ITERS` (default 400). A failure is shrunk, printed step
-//! by step, and its seed saved in `model.proptest-regressions`, which later runs replay
-//! first.
+//! (default 30), `MODEL_SHRINK_ITERS` (default 400), `MODEL_SHRINK_SECS` (default 300),
+//! `MODEL_VERBOSE` (print every sequence). A failure is shrunk, printed step by step,
+//! and its seed saved in `model.proptest-regressions`, which later runs replay first.
 #![cfg(feature = "testing")]
 
 mod model_support;
