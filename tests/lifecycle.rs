@@ -252,3 +252,35 @@ async fn dropping_the_last_addr_of_a_spawned_client_closes_it_and_ends_its_threa
     assert_eq!(next(&mut rx).await, Some("thread ended"));
     server_saw_close_1000(&server).await;
 }
+
+/// The state machine's timer count (a hidden accessor for leak checks).
+#[derive(Message)]
+#[rtype(result = "usize")]
+struct Timers;
+
+impl Handler<Timers> for Client<Recorder> {
+    type Result = usize;
+    fn handle(&mut self, _: Timers, ctx: &mut Self::Context) -> usize {
+        self.with_socket(ctx, |_, socket| socket.timer_count())
+    }
+}
+
+#[actix_rt::test]
+async fn a_channel_stopped_before_its_join_reply_is_left_with_no_timer_behind() {
+    let server = demo_server().await;
+    let (addr, mut events) = start(config(&server));
+    events.connected().await;
+    // The join reply comes late: the server's phx_close overtakes it.
+    server.set_reply_delay(Duration::from_millis(500));
+    let join = addr.send(Join::new("room:early", json!({})));
+    let socket = server.wait_for_join("room:early", WAIT).await.unwrap();
+    server.stop_channel(socket, "room:early").await.unwrap();
+    assert_eq!(join.await.unwrap(), Err(JoinError::Left));
+    events.left("room:early").await;
+    assert!(addr.status().await.unwrap().topic("room:early").is_none());
+    assert_eq!(
+        addr.send(Timers).await.unwrap(),
+        1,
+        "only the heartbeat's timer: the join timeout went with the topic"
+    );
+}

@@ -610,3 +610,47 @@ fn spawn_in_thread_serves_clients_outside_an_actix_system() {
         assert_eq!(close_code(next(&mut conn).await), Some(1012));
     });
 }
+
+#[actix_rt::test]
+async fn crash_channel_sends_phx_error_and_stop_channel_sends_phx_close() {
+    let server = demo().await;
+    let mut conn = connect(&server).await;
+    join(&mut conn, "1", "room:a", json!({})).await;
+    join(&mut conn, "2", "room:b", json!({})).await;
+    let id = server.wait_for_sockets(1, WAIT).await.unwrap()[0];
+
+    server.crash_channel(id, "room:a").await.unwrap();
+    assert_eq!(
+        next_json(&mut conn).await,
+        json!(["1", "1", "room:a", "phx_error", {}])
+    );
+    server
+        .wait_for(WAIT, |e| {
+            matches!(e, ServerEvent::Left(s, t, LeaveReason::Crashed) if *s == id && t == "room:a")
+        })
+        .await
+        .unwrap();
+
+    server.stop_channel(id, "room:b").await.unwrap();
+    assert_eq!(
+        next_json(&mut conn).await,
+        json!(["2", "2", "room:b", "phx_close", {}])
+    );
+    server
+        .wait_for(WAIT, |e| {
+            matches!(e, ServerEvent::Left(s, t, LeaveReason::Stopped) if *s == id && t == "room:b")
+        })
+        .await
+        .unwrap();
+    assert!(server.socket(id).unwrap().channels.is_empty());
+
+    // Neither works on a channel that is not joined any more.
+    assert!(matches!(
+        server.stop_channel(id, "room:b").await,
+        Err(actix_slipstream::testing::Error::NotJoined(..))
+    ));
+    assert!(matches!(
+        server.crash_channel(id, "room:a").await,
+        Err(actix_slipstream::testing::Error::NotJoined(..))
+    ));
+}

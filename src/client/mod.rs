@@ -167,6 +167,12 @@ impl<A: SlipstreamActor> Client<A> {
         self.engine.status()
     }
 
+    /// The requests awaited through messages that have no outcome yet (for leak checks).
+    #[doc(hidden)]
+    pub fn open_waiters(&self) -> usize {
+        self.waiters.len()
+    }
+
     /// Runs `f` with your actor and the socket, then carries out what it asked for.
     /// Use it in handlers of your own messages.
     pub fn with_socket<R>(

@@ -97,6 +97,12 @@ impl<'a, A: SlipstreamActor> Socket<'a, A> {
         self.engine.timer_count()
     }
 
+    /// Requests of the state machine still waiting for an outcome (for leak checks in tests).
+    #[doc(hidden)]
+    pub fn open_requests(&self) -> usize {
+        self.engine.open_requests()
+    }
+
     /// Connects, unless connected or connecting. Ignored while the client is
     /// stopping (in `handle_disconnect` with [`DisconnectReason::Stopped`](crate::DisconnectReason::Stopped)).
     pub fn connect(&mut self) {

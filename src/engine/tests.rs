@@ -478,6 +478,30 @@ fn phx_close_is_final_and_removes_the_topic_from_the_registry() {
 }
 
 #[test]
+fn phx_close_before_the_join_reply_removes_the_topic_and_its_join_timer() {
+    let mut h = Harness::connected(config());
+    let before = h.s.timer_count();
+    let out = h.join("room:1");
+    let jr = out.joins()[0].join_ref.clone().unwrap();
+    assert_eq!(h.s.timer_count(), before + 1, "the join timeout is armed");
+    // The server stops the channel before its join reply arrives.
+    let out = h.recv(Message::new(
+        Some(jr.clone()),
+        Some(jr),
+        "room:1",
+        Event::Close,
+        Payload::empty(),
+    ));
+    assert_eq!(out.events, vec!["left room:1"]);
+    assert!(!h.s.registry().contains("room:1"));
+    assert_eq!(
+        h.s.timer_count(),
+        before,
+        "the join timeout goes with the topic"
+    );
+}
+
+#[test]
 fn leave_sends_one_phx_leave_and_a_second_leave_sends_nothing() {
     let mut h = Harness::connected(config());
     let jr = joined(&mut h, "room:1");

@@ -428,7 +428,9 @@ impl Engine {
         let Some(mut ch) = self.channels.remove(topic) else {
             return;
         };
-        if let ChannelState::Leaving { timer, .. } = ch.state {
+        // The leave timeout, or the join timeout of a join the server closed before
+        // its reply (`phx_close` while joining).
+        if let Some(timer) = ch.state.timer() {
             self.timers.cancel(timer);
         }
         ch.resolve_waiters(&mut self.out, &Err(JoinError::Left));

@@ -29,6 +29,8 @@ pub(crate) enum SocketCmd {
     Raw(RawFrame),
     /// Crash a joined channel: `phx_error`, as if its process raised.
     Crash(Topic),
+    /// Stop a joined channel: `phx_close`, as if its process stopped normally.
+    Stop(Topic),
 }
 
 /// A websocket frame the test server sends as is, outside the Phoenix protocol (see

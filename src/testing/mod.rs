@@ -827,6 +827,24 @@ impl TestServer {
         send_cmd(&tx, SocketCmd::Crash(topic), socket).await
     }
 
+    /// Stops a channel a socket joined, as if its process stopped normally
+    /// (`{:stop, :normal, socket}`): the channel ends and the client gets `phx_close`
+    /// (the topic is left for good; the client does not rejoin it). Returns once the
+    /// socket has been told; wait for [`ServerEvent::Left`] with
+    /// [`LeaveReason::Stopped`] to see it done.
+    ///
+    /// # Errors
+    /// [`Error::UnknownSocket`], [`Error::NotJoined`], [`Error::Timeout`].
+    pub async fn stop_channel(
+        &self,
+        socket: SocketId,
+        topic: impl Into<Topic>,
+    ) -> Result<(), Error> {
+        let topic = topic.into();
+        let tx = self.joined_socket_cmd(socket, &topic)?;
+        send_cmd(&tx, SocketCmd::Stop(topic), socket).await
+    }
+
     /// Silences a socket (`Some(mode)`: a half-open link, see [`Silence`]) or makes it
     /// answer again (`None`).
     ///

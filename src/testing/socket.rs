@@ -156,6 +156,12 @@ impl SocketTask {
                 }
                 self.run_actions(topic, None, vec![Action::Crash]).await
             }
+            SocketCmd::Stop(topic) => {
+                if !self.channels.contains_key(&topic) {
+                    return Ok(());
+                }
+                self.run_actions(topic, None, vec![Action::Stop]).await
+            }
             SocketCmd::Silence(s) => {
                 self.silence = s;
                 let id = self.id;
