@@ -61,7 +61,7 @@ pub struct ConnectArgs {
     #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
     /// An auth token sent in the Sec-WebSocket-Protocol header, as phoenix.js 1.8's
-    /// `authToken` (Phoenix passes it to connect/3 as connect_info[:auth_token]).
+    /// `authToken` (Phoenix passes it to `connect/3` as `connect_info[:auth_token]`).
     /// Default: the environment variable SLIPSTREAM_AUTH_TOKEN (prefer it: a command
     /// line is visible to other local users).
     #[arg(long, value_name = "TOKEN")]

@@ -28,7 +28,7 @@ pub struct TopicMessage {
 #[error("subscriber lagged behind: {0} message(s) skipped")]
 pub struct Lagged(pub u64);
 
-/// A stream of one topic's messages, from [`Subscribe`](crate::Subscribe) or [`ClientExt::subscribe`].
+/// A stream of one topic's messages, from [`Subscribe`](crate::Subscribe) or [`ClientExt::subscribe`](crate::ClientExt::subscribe).
 ///
 /// It survives reconnects and rejoins (it observes the topic, it does not join
 /// it). It is bounded: a consumer that falls more than the subscription's
