@@ -74,12 +74,12 @@ impl Waiters {
         }
     }
 
-    /// The join requests whose caller stopped waiting (their future was dropped).
     /// The slots holding a waiter (for leak checks).
     pub(crate) fn len(&self) -> usize {
         self.slots.iter().filter(|w| w.is_some()).count()
     }
 
+    /// The join requests whose caller stopped waiting (their future was dropped).
     pub(crate) fn abandoned_joins(&self) -> Vec<RequestId> {
         self.slots
             .iter()
