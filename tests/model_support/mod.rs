@@ -490,7 +490,9 @@ struct Request {
     seen_at_send: usize,
     sent_at: Instant,
     expect: Expect,
-    /// For a join: the server event sequence number when the topic became wanted.
+    /// For a join: the server event sequence number when the topic became wanted. For
+    /// a leave: when it stopped being wanted (the leaves of one such episode share the
+    /// leave in flight).
     wanted_since: u64,
     answer: Option<(usize, Outcome, Instant)>,
 }
@@ -503,6 +505,8 @@ struct TopicModel {
     wanted_since: u64,
     /// Whether it became wanted while a leave of it may have been in flight.
     after_leave: bool,
+    /// Server event sequence number when it stopped being wanted.
+    unwanted_since: u64,
     /// Bounds on the `handle_leave` calls of this topic.
     leave_min: usize,
     leave_max: usize,
@@ -882,15 +886,18 @@ impl Harness {
             }
             Op::Leave { topic } => {
                 let step = self.step;
+                let seq = self.server.last_seq();
                 let m = &mut self.model[topic as usize];
                 if m.wanted.take().is_some() {
+                    m.unwanted_since = seq;
                     m.leave_max += 1;
                     if !m.after_leave {
                         m.leave_min += 1;
                     }
                     m.removals.push(step);
                 }
-                let id = self.new_request(Kind::Leave { topic }, Expect::Open, 0);
+                let since = m.unwanted_since;
+                let id = self.new_request(Kind::Leave { topic }, Expect::Open, since);
                 let req = self.addr().send(Leave::new(topic_name(topic)));
                 self.spawn_answer(id, async move {
                     Outcome::Leave(req.await.unwrap_or(Err(LeaveError::Stopped)))
@@ -1122,6 +1129,7 @@ impl Harness {
                 ));
             }
             m.wanted = None;
+            m.unwanted_since = self.server.last_seq();
             m.leave_min += 1;
             m.leave_max += 1;
             m.removals.push(self.step);
@@ -1465,7 +1473,8 @@ impl Harness {
             let elapsed = at.saturating_duration_since(req.sent_at);
             // A join with the params the topic is wanted with gets the outcome of the
             // join in flight (the documented rule), whose timeout may have started with
-            // an earlier join of the same episode: time it from the first of them.
+            // an earlier join of the same episode: time it from the first of them. A
+            // leave of a topic already leaving likewise ends with the leave in flight.
             let started = match req.kind {
                 Kind::Join { topic, .. } => self
                     .requests
@@ -1473,6 +1482,17 @@ impl Harness {
                     .filter(|r| {
                         matches!(r.kind, Kind::Join { topic: t, .. } if t == topic)
                             && r.expect == Expect::Open
+                            && r.wanted_since == req.wanted_since
+                            && r.step <= req.step
+                    })
+                    .map(|r| r.sent_at)
+                    .min()
+                    .unwrap_or(req.sent_at),
+                Kind::Leave { topic } => self
+                    .requests
+                    .iter()
+                    .filter(|r| {
+                        matches!(r.kind, Kind::Leave { topic: t } if t == topic)
                             && r.wanted_since == req.wanted_since
                             && r.step <= req.step
                     })
