@@ -8,7 +8,8 @@
 //! reply delays, server stops and restarts) and ends in one of three ways: heal and
 //! wait for quiescence, `Stop`, or dropping every handle. User commands are not
 //! awaited one by one: each request's answer is collected when it comes, so requests
-//! overlap with each other and with the faults.
+//! overlap with each other and with the faults. The client is started plain, under
+//! `actix::Supervisor`, or with `Client::spawn` (then its thread must end with it).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
