@@ -17,7 +17,9 @@
 //! - the client stops only when asked; after healing every fault, the wanted topics, the
 //!   client's registry and topics, and the server's joins on the client's socket are
 //!   the same, with no request, waiter or timer left behind; when stopped or dropped it
-//!   closes its connection and runs `terminate` last.
+//!   closes its connection and runs `terminate` last; a client started with
+//!   `Client::spawn` (one sequence in five; the others run it plain or under
+//!   `actix::Supervisor`) also ends its thread.
 //!
 //! Knobs: `MODEL_CASES` (default 160), `MODEL_SEED` (default 20261201), `MODEL_STEPS`
 //! (default 30), `MODEL_SHRINK_ITERS` (default 400), `MODEL_SHRINK_SECS` (default 300),

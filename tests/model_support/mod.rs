@@ -8,7 +8,8 @@
 //! reply delays, server stops and restarts) and ends in one of three ways: heal and
 //! wait for quiescence, `Stop`, or dropping every handle. User commands are not
 //! awaited one by one: each request's answer is collected when it comes, so requests
-//! overlap with each other and with the faults.
+//! overlap with each other and with the faults. The client is started plain, under
+//! `actix::Supervisor`, or with `Client::spawn` (then its thread must end with it).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -172,11 +173,23 @@ pub enum Ending {
     DropHandles,
 }
 
+/// How a sequence starts its client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// `Client::new(..).start()`, on the sequence's own actix System.
+    Plain,
+    /// Under `actix::Supervisor`, on the sequence's own actix System.
+    Supervised,
+    /// `Client::spawn`: on a thread of its own with its own System, which must end
+    /// once the client stops.
+    Spawned,
+}
+
 /// One generated sequence.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Case {
-    /// Whether the client runs under `actix::Supervisor`.
-    pub supervised: bool,
+    /// How the client is started.
+    pub start: Start,
     /// Whether the join, push and leave timeouts are short ([`SHORT_REQUEST_TIMEOUT`]).
     pub short_timeouts: bool,
     /// The steps.
@@ -186,6 +199,11 @@ pub struct Case {
 }
 
 impl Case {
+    /// Whether the client runs under `actix::Supervisor`.
+    pub fn supervised(&self) -> bool {
+        self.start == Start::Supervised
+    }
+
     /// The join, push and leave timeout of the client.
     pub fn request_timeout(&self) -> Duration {
         if self.short_timeouts {
@@ -201,10 +219,10 @@ impl fmt::Debug for Case {
         writeln!(
             f,
             "Case ({} client{}, {} steps, ending {:?}):",
-            if self.supervised {
-                "supervised"
-            } else {
-                "plain"
+            match self.start {
+                Start::Plain => "plain",
+                Start::Supervised => "supervised",
+                Start::Spawned => "spawned",
             },
             if self.short_timeouts {
                 ", short timeouts"
@@ -253,6 +271,10 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
 }
 
 /// The generator of a sequence of 1 to `max_steps` steps.
+///
+/// The start is 30% supervised, 21% spawned (30% of the rest), 49% plain. Whether an
+/// unsupervised client is spawned is drawn last, so a saved seed still gives the same
+/// steps and ending as before spawned clients were drawn.
 pub fn case_strategy(max_steps: usize) -> impl Strategy<Value = Case> {
     (
         prop::bool::weighted(0.3),
@@ -263,9 +285,14 @@ pub fn case_strategy(max_steps: usize) -> impl Strategy<Value = Case> {
             1 => Just(Ending::Stop),
             1 => Just(Ending::DropHandles),
         ],
+        prop::bool::weighted(0.3),
     )
-        .prop_map(|(supervised, short_timeouts, ops, ending)| Case {
-            supervised,
+        .prop_map(|(supervised, short_timeouts, ops, ending, spawned)| Case {
+            start: match (supervised, spawned) {
+                (true, _) => Start::Supervised,
+                (false, true) => Start::Spawned,
+                (false, false) => Start::Plain,
+            },
             short_timeouts,
             ops,
             ending,
@@ -550,6 +577,50 @@ struct Harness {
     stopped_disconnects: usize,
     /// Subscriptions taken, held until the client is gone (then each must end).
     subscriptions: Vec<Subscription>,
+    /// The thread of a spawned client (where threads can be listed).
+    spawned: Option<ClientThread>,
+}
+
+/// The name `Client::spawn` gives its thread.
+const CLIENT_THREAD: &str = "actix-slipstream";
+/// How long a spawned client's thread may take to end once the client has stopped.
+const THREAD_END: Duration = Duration::from_secs(5);
+
+/// The thread of a spawned client, and how many threads had its name before.
+#[derive(Debug, Clone, Copy)]
+struct ClientThread {
+    tid: u64,
+    before: usize,
+}
+
+/// The ids of this process's threads named like a spawned client's, from
+/// `/proc/self/task` (`None` off Linux, where the thread check is skipped).
+///
+/// Sequences run one after another (proptest runs cases in turn, and `run_case` joins
+/// each sequence's thread), and the model's test binary holds a single test, so the
+/// only such threads are those of this sequence's client and of earlier ones that
+/// have not ended.
+fn client_threads() -> Result<Option<BTreeSet<u64>>, String> {
+    if !cfg!(target_os = "linux") {
+        return Ok(None);
+    }
+    // Linux keeps the first 15 bytes of a thread's name.
+    let name = &CLIENT_THREAD[..CLIENT_THREAD.len().min(15)];
+    let dir = std::fs::read_dir("/proc/self/task")
+        .map_err(|e| format!("cannot list the threads in /proc/self/task: {e}"))?;
+    let mut tids = BTreeSet::new();
+    for entry in dir.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        // A thread may end between the listing and the read: then it is not counted.
+        if let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) {
+            if comm.trim_end_matches('\n') == name {
+                tids.insert(tid);
+            }
+        }
+    }
+    Ok(Some(tids))
 }
 
 async fn run(case: Case) -> Result<CaseStats, String> {
@@ -560,10 +631,34 @@ async fn run(case: Case) -> Result<CaseStats, String> {
         .map_err(|e| format!("test server: {e}"))?;
     let (tx, events) = mpsc::channel(EVENTS_CAP);
     let config = client_config(&server, case.request_timeout());
-    let addr = if case.supervised {
-        Supervisor::start(move |_| Client::new(ModelClient { tx }, config))
-    } else {
-        Client::new(ModelClient { tx }, config).start()
+    let (addr, spawned) = match case.start {
+        Start::Plain => (Client::new(ModelClient { tx }, config).start(), None),
+        Start::Supervised => (
+            Supervisor::start(move |_| Client::new(ModelClient { tx }, config)),
+            None,
+        ),
+        Start::Spawned => {
+            let before = client_threads()?;
+            let addr = Client::spawn(ModelClient { tx }, config)
+                .map_err(|e| format!("Client::spawn: {e}"))?;
+            let thread = match (before, client_threads()?) {
+                (Some(before), Some(after)) => {
+                    let new: Vec<u64> = after.difference(&before).copied().collect();
+                    if new.len() != 1 {
+                        return Err(format!(
+                            "Client::spawn started {} threads named {CLIENT_THREAD:?} (tids {new:?}), not one",
+                            new.len()
+                        ));
+                    }
+                    Some(ClientThread {
+                        tid: new[0],
+                        before: before.len(),
+                    })
+                }
+                _ => None,
+            };
+            (addr, thread)
+        }
     };
     let (answers_tx, answers) = mpsc::channel(10_000);
     let mut h = Harness {
@@ -589,6 +684,7 @@ async fn run(case: Case) -> Result<CaseStats, String> {
         terminated: 0,
         stopped_disconnects: 0,
         subscriptions: Vec::new(),
+        spawned,
     };
     let result = h.run().await;
     result.map_err(|e| {
@@ -628,7 +724,7 @@ impl Harness {
                 self.settle().await?;
                 self.finish(false).await?;
             }
-            Ending::Stop => self.finish(!self.case.supervised).await?,
+            Ending::Stop => self.finish(!self.case.supervised()).await?,
             Ending::DropHandles => self.finish(false).await?,
         }
         let events = self.server.events();
@@ -966,7 +1062,7 @@ impl Harness {
                 self.user_disconnected = false;
             }
             Op::Restart => {
-                if self.case.supervised {
+                if self.case.supervised() {
                     self.restarts.push(self.step);
                     self.send_control(Stop).await?;
                     self.user_disconnected = false;
@@ -1399,7 +1495,35 @@ impl Harness {
             .wait_until(WAIT, |s| s.socket_count() == 0)
             .await
             .map_err(|_| "the client's connection stayed open after it stopped".to_string())?;
+        if let Some(thread) = self.spawned {
+            self.wait_thread_end(thread).await?;
+        }
         Ok(())
+    }
+
+    /// Waits (at most [`THREAD_END`]) until a spawned client's thread has ended and the
+    /// threads named like it are as many as before its start.
+    async fn wait_thread_end(&self, thread: ClientThread) -> Result<(), String> {
+        let deadline = Instant::now() + THREAD_END;
+        loop {
+            let Some(now) = client_threads()? else {
+                return Ok(());
+            };
+            if !now.contains(&thread.tid) && now.len() <= thread.before {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the spawned client's thread did not end within {THREAD_END:?} after it stopped: thread {} {}, {} threads named {CLIENT_THREAD:?} (there were {} before its start)",
+                    thread.tid,
+                    if now.contains(&thread.tid) { "still runs" } else { "ended" },
+                    now.len(),
+                    thread.before
+                ));
+            }
+            // A thread's end cannot be awaited from outside: poll the thread list.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     // ----- the checks over the whole history -----
