@@ -134,6 +134,16 @@ impl Backoff {
     }
 }
 
+/// The refused-port reconnect policy of `config`: its own, or the shared default.
+pub(crate) fn refused_policy(config: &crate::Config) -> &Backoff {
+    static DEFAULT: std::sync::LazyLock<Backoff> =
+        std::sync::LazyLock::new(Backoff::refused_reconnect);
+    config
+        .reconnect_refused_backoff
+        .as_ref()
+        .unwrap_or(&DEFAULT)
+}
+
 /// Attempt counter for a [`Backoff`] policy, which is passed in at each delay (so a
 /// counter per topic costs a few bytes, not a copy of the policy).
 #[derive(Default)]

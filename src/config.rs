@@ -295,7 +295,10 @@ pub struct Config {
     /// a node restarting. Default: [`Backoff::refused_reconnect`] (every ~200 ms for
     /// about ten seconds, then slower). Its attempts are counted apart from
     /// `reconnect_backoff`'s, and both start over once a connection is healthy.
-    pub reconnect_refused_backoff: Backoff,
+    ///
+    /// `None` (the default) stands for [`Backoff::refused_reconnect`], one list shared
+    /// by every client rather than a copy of its ~60 delays in each configuration.
+    pub reconnect_refused_backoff: Option<Backoff>,
     /// Delays between rejoin attempts of a topic. Default: Slipstream's list with 20% jitter.
     pub rejoin_backoff: Backoff,
     /// Which failed joins are retried. See [`RetryPolicy`].
@@ -351,7 +354,7 @@ impl Default for Config {
             heartbeat_interval: Duration::from_secs(30),
             heartbeat_timeout: Duration::from_secs(10),
             reconnect_backoff: Backoff::phoenix_reconnect(),
-            reconnect_refused_backoff: Backoff::refused_reconnect(),
+            reconnect_refused_backoff: None,
             rejoin_backoff: Backoff::phoenix_rejoin(),
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(10),
@@ -528,7 +531,7 @@ impl Config {
     /// Set it to the same policy as [`Config::reconnect_backoff`] to treat a refused
     /// port like any other failure.
     pub fn reconnect_refused_backoff(mut self, backoff: Backoff) -> Self {
-        self.reconnect_refused_backoff = backoff;
+        self.reconnect_refused_backoff = Some(backoff);
         self
     }
 

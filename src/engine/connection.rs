@@ -484,7 +484,7 @@ impl Engine {
             let (delay, attempt) = if self.last_connect_refused {
                 let d = self
                     .reconnect_refused
-                    .next_delay(&self.config.reconnect_refused_backoff);
+                    .next_delay(crate::backoff::refused_policy(&self.config));
                 (d, self.reconnect_refused.attempt())
             } else {
                 let d = self.reconnect.next_delay(&self.config.reconnect_backoff);

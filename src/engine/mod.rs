@@ -137,7 +137,7 @@ impl Engine {
     /// [`connect`](Engine::connect).
     pub fn new(config: Config) -> Self {
         let reconnect = config.reconnect_backoff.start();
-        let reconnect_refused = config.reconnect_refused_backoff.start();
+        let reconnect_refused = crate::backoff::refused_policy(&config).start();
         Engine {
             config,
             next_ref: 0,
