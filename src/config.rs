@@ -341,6 +341,15 @@ pub struct Config {
     /// [`Socket::rejoin_registered`](crate::Socket::rejoin_registered)); joins asked
     /// for while disconnected are sent at the connect either way.
     pub rejoin_on_connect: bool,
+    /// Whether reads are coalesced while the server floods the socket (Linux; elsewhere
+    /// it has no effect). Default `true`. Once more than 16 KiB arrive within a
+    /// millisecond, the kernel is asked (`SO_RCVLOWAT`) to wake the client only when
+    /// 32 KiB are queued, or when a millisecond passed without a read (then the mark
+    /// is lowered again): the client and the server it shares a machine with wake up
+    /// a few times per millisecond instead of every few frames. Below that rate
+    /// nothing changes; during a flood a frame can wait up to about 2 ms more. Turn
+    /// it off when every millisecond of a flood's last frames counts more than CPU.
+    pub coalesce_reads: bool,
 }
 
 impl Default for Config {
@@ -366,6 +375,7 @@ impl Default for Config {
             send_buffer: 4 * 1024 * 1024,
             tls: TlsConfig::default(),
             rejoin_on_connect: true,
+            coalesce_reads: true,
         }
     }
 }
@@ -398,6 +408,7 @@ impl fmt::Debug for Config {
             .field("max_buffered_pushes", &self.max_buffered_pushes)
             .field("send_buffer", &self.send_buffer)
             .field("rejoin_on_connect", &self.rejoin_on_connect)
+            .field("coalesce_reads", &self.coalesce_reads)
             .field("tls", &self.tls)
             .finish()
     }
@@ -605,6 +616,13 @@ impl Config {
     /// [`Config::rejoin_on_connect`](#structfield.rejoin_on_connect)).
     pub fn rejoin_on_connect(mut self, rejoin: bool) -> Self {
         self.rejoin_on_connect = rejoin;
+        self
+    }
+
+    /// Sets whether reads are coalesced during floods (see
+    /// [`Config::coalesce_reads`](#structfield.coalesce_reads)).
+    pub fn coalesce_reads(mut self, coalesce: bool) -> Self {
+        self.coalesce_reads = coalesce;
         self
     }
 

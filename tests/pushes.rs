@@ -264,3 +264,33 @@ async fn a_socket_push_still_awaiting_its_reply_gets_stopped_in_handle_reply_whe
         Err(PushError::Stopped)
     );
 }
+
+/// A flood (5,000 pushes of ~250 bytes, more than a megabyte) reaches the client whole
+/// and in order, and so do the flood's reply and a lone push asked for after it. While
+/// the flood lasts the client's reads are coalesced (on Linux the kernel is asked to
+/// wake it only once 32 KiB are queued); the flood's last frames and the lone push are
+/// below that mark, and are read once the mark is lowered again.
+#[actix_rt::test]
+async fn a_flood_and_a_lone_push_after_it_arrive_whole_and_in_order() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let server = demo_server().await;
+    let (addr, mut events) = start(config(&server));
+    addr.join("room:flood", json!({})).await.unwrap();
+    let reply = addr
+        .push("room:flood", "flood", json!({"count": 5000, "size": 200}))
+        .await
+        .unwrap();
+    assert_eq!(reply.response, Payload::Json(json!({"count": 5000})));
+    for n in 1..=5000u64 {
+        let payload = events.message("room:flood", "flooded").await;
+        assert_eq!(payload.as_json().unwrap()["n"], json!(n));
+    }
+    // `push_me` is answered with a push, not a reply.
+    addr.push_to_handler("room:flood", "push_me", json!({"after": "the flood"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        events.message("room:flood", "pushed").await,
+        Payload::Json(json!({"after": "the flood"}))
+    );
+}

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::util::{
     anon_kib, cpu_seconds, emit, epoch_ms, median, percentile, r3, raise_nofile_limit, rss_kib,
-    wait_until, Marks, Opts,
+    voluntary_switches, wait_until, Marks, Opts,
 };
 
 /// The topic the single-socket scenarios use.
@@ -69,12 +69,16 @@ pub fn main(opts: &Opts) -> Result<(), String> {
     }
 }
 
+/// The client's configuration in every scenario. `BENCH_COALESCE_READS=0` in the
+/// environment turns read coalescing off (to compare with and without it).
 fn config(url: &str) -> Config {
+    let coalesce = std::env::var("BENCH_COALESCE_READS").map_or(true, |v| v != "0");
     Config::new(url)
         .param("token", "bench")
         .push_timeout(Duration::from_secs(120))
         .join_timeout(Duration::from_secs(60))
         .connect_timeout(Duration::from_secs(30))
+        .coalesce_reads(coalesce)
 }
 
 fn event_line(event: &str) {
@@ -303,7 +307,7 @@ async fn flood(url: &str, opts: &Opts) -> Result<Value, String> {
         .await
         .map_err(|e| format!("join: {e}"))?;
     let before = addr.status().await.map_err(|e| e.to_string())?.traffic;
-    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    let (cpu0, t0, sw0) = (cpu_seconds(), Instant::now(), voluntary_switches());
     let (tx, rx) = oneshot::channel();
     addr.send(StartFlood {
         count,
@@ -314,6 +318,7 @@ async fn flood(url: &str, opts: &Opts) -> Result<Value, String> {
     .map_err(|e| e.to_string())??;
     let reply = rx.await.map_err(|e| e.to_string())?;
     let (cpu, wall) = (cpu_seconds() - cpu0, t0.elapsed().as_secs_f64());
+    let switches = voluntary_switches() - sw0;
     let received = addr.send(FloodCount).await.map_err(|e| e.to_string())?;
     let after = addr.status().await.map_err(|e| e.to_string())?.traffic;
     let reply = reply.map_err(|e| format!("flood reply: {e}"))?;
@@ -333,6 +338,7 @@ async fn flood(url: &str, opts: &Opts) -> Result<Value, String> {
         "dropped": reply_count.saturating_sub(received),
         "ok": received == reply_count && reply_count == count,
         "frame_bytes": r3(bytes as f64 / frames.max(1) as f64),
+        "frames_per_wakeup": r3(frames as f64 / switches.max(1) as f64),
         "cpu_s": cpu,
         "wall_s": wall,
         "msgs_per_s": received as f64 / wall,

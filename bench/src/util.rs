@@ -68,6 +68,18 @@ pub fn cpu_seconds() -> f64 {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+/// Voluntary context switches of this process so far (getrusage(RUSAGE_SELF)): each is
+/// a thread going to sleep because it had nothing to do, so the count of wake-ups.
+pub fn voluntary_switches() -> u64 {
+    // SAFETY: getrusage only writes into the struct we hand it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    if rc != 0 {
+        return 0;
+    }
+    u64::try_from(usage.ru_nvcsw).unwrap_or(0)
+}
+
 /// VmRSS of this process in KiB, from /proc/self/status.
 pub fn rss_kib() -> f64 {
     status_kib("VmRSS:")

@@ -19,9 +19,13 @@ use crate::error::ConfigError;
 /// Most websocket handshakes in flight at once on one thread.
 const MAX_HANDSHAKES: usize = 64;
 
+/// What an awc client is shared by: wss, the connect timeout, read coalescing.
+type ClientKey = (bool, Duration, bool);
+
 thread_local! {
-    /// awc clients shared by the clients of this thread, by (wss, connect timeout).
-    static HTTP_CLIENTS: RefCell<Vec<((bool, Duration), awc::Client)>> = const { RefCell::new(Vec::new()) };
+    /// awc clients shared by the clients of this thread, by (wss, connect timeout,
+    /// read coalescing).
+    static HTTP_CLIENTS: RefCell<Vec<(ClientKey, awc::Client)>> = const { RefCell::new(Vec::new()) };
     static HANDSHAKES: Rc<tokio::sync::Semaphore> = Rc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
 }
 
@@ -33,7 +37,7 @@ pub(crate) type Upgraded = Framed<BoxedSocket, ws::Codec>;
 /// custom roots.
 pub(crate) fn http_client(config: &Config) -> Result<awc::Client, ConfigError> {
     let wss = config.url.starts_with("wss:");
-    let key = (wss, config.connect_timeout);
+    let key = (wss, config.connect_timeout, config.coalesce_reads);
     let shareable = config.tls.root_certificates.is_empty();
     if shareable {
         if let Some(c) = HTTP_CLIENTS.with(|m| {
@@ -47,6 +51,9 @@ pub(crate) fn http_client(config: &Config) -> Result<awc::Client, ConfigError> {
     }
     #[allow(unused_mut)]
     let mut connector = awc::Connector::new()
+        .connector(super::transport::tcp::TcpConnector::new(
+            config.coalesce_reads,
+        ))
         .timeout(config.connect_timeout)
         .limit(0); // no cap on simultaneous sockets per shared client
                    // TLS (and its root store) only for wss:// sockets; a ws:// URL never does TLS.

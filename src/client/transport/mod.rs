@@ -20,6 +20,7 @@
 pub(crate) mod close;
 pub(crate) mod fragments;
 mod guard;
+pub(crate) mod tcp;
 #[cfg(feature = "rustls")]
 pub(crate) mod tls;
 
