@@ -53,6 +53,7 @@ const CLIENT: Subcommand = Subcommand {
     name: "client",
     usage: "  slipstream-bench client --scenario S --url URL [scenario options]
       Runs one scenario of our client against a running server; prints its figures as JSON.
+      BENCH_COALESCE_READS=0 in the environment turns the client's read coalescing off.
       echo:             [--n 10000] [--inflight 100] [--via socket|ext]
       flood:            [--count 200000] [--size 92]
       memory:           [--sockets 1000] [--topics 1] [--settle-ms 500]
