@@ -152,7 +152,8 @@ impl From<u64> for Ref {
                 break;
             }
         }
-        Ref(SmolStr::new(
+        // At most 20 ASCII digits: always inline.
+        Ref(SmolStr::new_inline(
             std::str::from_utf8(&digits[i..]).unwrap_or("0"),
         ))
     }

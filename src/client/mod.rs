@@ -197,6 +197,11 @@ impl<A: SlipstreamActor> Client<A> {
 
     /// Carries out every queued effect (through [`engine::drive`]), then re-arms the timer.
     fn drain(&mut self, ctx: &mut Context<Self>) {
+        self.drain_at(Instant::now(), ctx);
+    }
+
+    /// [`drain`](Self::drain) with the time already read by the caller.
+    fn drain_at(&mut self, now: Instant, ctx: &mut Context<Self>) {
         let mut wiring = Wiring {
             user: &mut self.user,
             link: &mut self.link,
@@ -204,7 +209,7 @@ impl<A: SlipstreamActor> Client<A> {
             subscribers: &mut self.subscribers,
             ctx,
         };
-        let next = engine::drive(&mut self.engine, &mut wiring, Instant::now());
+        let next = engine::drive(&mut self.engine, &mut wiring, now);
         self.arm_timer(next, ctx);
     }
 
@@ -224,8 +229,9 @@ impl<A: SlipstreamActor> Client<A> {
         let delay = at.saturating_duration_since(Instant::now());
         let handle = ctx.run_later(delay, |act, ctx| {
             act.timer = None;
-            act.engine.handle_timeout(Instant::now());
-            act.drain(ctx);
+            let now = Instant::now();
+            act.engine.handle_timeout(now);
+            act.drain_at(now, ctx);
         });
         self.timer = Some((at, handle));
     }
@@ -405,8 +411,9 @@ impl<A: SlipstreamActor> StreamHandler<Inbound> for Client<A> {
         match item.frame {
             Some(Ok(frame)) => match self.link.read(&mut self.engine, frame) {
                 Read::Message(msg) => {
-                    self.engine.handle_message(msg, Instant::now());
-                    self.drain(ctx);
+                    let now = Instant::now();
+                    self.engine.handle_message(msg, now);
+                    self.drain_at(now, ctx);
                 }
                 Read::Nothing => {}
                 Read::Failed(reason) => self.connection_failed(gen, reason, ctx),
