@@ -352,6 +352,14 @@ pub struct Config {
     pub coalesce_reads: bool,
 }
 
+/// The default wire format: one [`V2`] shared by every configuration that keeps it,
+/// rather than an allocation per client.
+fn default_serializer() -> Arc<dyn Serializer> {
+    static DEFAULT: std::sync::LazyLock<Arc<dyn Serializer>> =
+        std::sync::LazyLock::new(|| Arc::new(V2));
+    Arc::clone(&DEFAULT)
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -359,7 +367,7 @@ impl Default for Config {
             params: ConnectParams::default(),
             headers: Vec::new(),
             auth_token: None,
-            serializer: Arc::new(V2),
+            serializer: default_serializer(),
             heartbeat_interval: Duration::from_secs(30),
             heartbeat_timeout: Duration::from_secs(10),
             reconnect_backoff: Backoff::phoenix_reconnect(),

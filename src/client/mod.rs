@@ -17,7 +17,7 @@ mod subscription;
 mod transport;
 mod waiters;
 
-use std::collections::HashMap;
+use crate::fxhash::FxHashMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -102,7 +102,7 @@ pub struct Client<A: SlipstreamActor> {
     /// The requests awaited through messages.
     waiters: Waiters,
     /// Subscribers of each topic's messages.
-    subscribers: HashMap<Topic, broadcast::Sender<TopicMessage>>,
+    subscribers: FxHashMap<Topic, broadcast::Sender<TopicMessage>>,
     timer: Option<(Instant, SpawnHandle)>,
     /// Stop the actix System when the actor stops (set by [`Client::spawn`]).
     stop_system: bool,
@@ -116,7 +116,7 @@ impl<A: SlipstreamActor> Client<A> {
             engine: Engine::new(config),
             link: Link::default(),
             waiters: Waiters::default(),
-            subscribers: HashMap::new(),
+            subscribers: FxHashMap::default(),
             timer: None,
             stop_system: false,
         }
@@ -273,7 +273,7 @@ struct Wiring<'a, A: SlipstreamActor> {
     user: &'a mut A,
     link: &'a mut Link,
     waiters: &'a mut Waiters,
-    subscribers: &'a mut HashMap<Topic, broadcast::Sender<TopicMessage>>,
+    subscribers: &'a mut FxHashMap<Topic, broadcast::Sender<TopicMessage>>,
     ctx: &'a mut Context<Client<A>>,
 }
 
@@ -366,7 +366,7 @@ impl<A: SlipstreamActor> Driver for Wiring<'_, A> {
 
 /// Gives a message to the topic's subscribers, if it has any.
 fn publish(
-    subscribers: &mut HashMap<Topic, broadcast::Sender<TopicMessage>>,
+    subscribers: &mut FxHashMap<Topic, broadcast::Sender<TopicMessage>>,
     topic: &Topic,
     event: &Event,
     payload: &Payload,
