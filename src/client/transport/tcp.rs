@@ -42,7 +42,7 @@ const FLOOD_LOWAT: usize = 32 * 1024;
 const WINDOW: Duration = Duration::from_millis(1);
 
 /// The TCP connector of the awc client: the default one, each stream wrapped in a [`Tcp`].
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct TcpConnector {
     inner: ConnectorService,
     coalesce: bool,
