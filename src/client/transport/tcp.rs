@@ -356,6 +356,24 @@ mod tests {
     }
 
     #[actix_rt::test]
+    async fn the_end_of_the_stream_is_seen_while_the_mark_is_raised() {
+        let (mut theirs, mut tcp) = pair(true).await;
+        theirs.write_all(&[7; 64 * 1024]).await.expect("write");
+        read_n(&mut tcp, 64 * 1024).await;
+        assert!(tcp.is_raised());
+        let mut buf = [0; 16];
+        assert!(tcp.read(&mut buf).now_or_never().is_none());
+        theirs.write_all(b"bye").await.expect("write");
+        drop(theirs);
+        assert_eq!(read_n(&mut tcp, 3).await, b"bye");
+        let end = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .expect("the end of the stream within the wait")
+            .expect("read");
+        assert_eq!(end, 0);
+    }
+
+    #[actix_rt::test]
     async fn small_reads_and_coalescing_turned_off_leave_the_mark_alone() {
         let (mut theirs, mut tcp) = pair(true).await;
         for _ in 0..20 {
