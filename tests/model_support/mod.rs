@@ -407,6 +407,21 @@ pub struct Probe {
 #[rtype(result = "Probe")]
 pub struct GetProbe;
 
+/// The client's registry is exactly the wanted topics with their params.
+fn registry_is_wanted(probe: &Probe, wanted: &BTreeMap<String, Value>) -> Result<(), String> {
+    let registry: BTreeMap<String, Value> = probe
+        .registry
+        .iter()
+        .map(|(t, v)| (t.to_string(), v.clone()))
+        .collect();
+    if &registry != wanted {
+        return Err(format!(
+            "the registry {registry:?} is not the wanted topics {wanted:?}"
+        ));
+    }
+    Ok(())
+}
+
 impl Handler<GetProbe> for Client<ModelClient> {
     type Result = MessageResult<GetProbe>;
     fn handle(&mut self, _: GetProbe, ctx: &mut Context<Self>) -> Self::Result {
@@ -1238,16 +1253,7 @@ impl Harness {
     async fn check_step(&mut self) -> Result<(), String> {
         let probe = self.probe().await?;
         let wanted = self.wanted();
-        let registry: BTreeMap<String, Value> = probe
-            .registry
-            .iter()
-            .map(|(t, v)| (t.to_string(), v.clone()))
-            .collect();
-        if registry != wanted {
-            return Err(format!(
-                "the registry {registry:?} is not the wanted topics {wanted:?}"
-            ));
-        }
+        registry_is_wanted(&probe, &wanted)?;
         for t in &probe.status.topics {
             if !wanted.contains_key(t.topic.as_str()) && t.status != TopicStatus::Leaving {
                 return Err(format!(
@@ -1312,16 +1318,7 @@ impl Harness {
         if st.connection != ConnectionStatus::Connected {
             return Err(format!("client {}", st.connection));
         }
-        let registry: BTreeMap<String, Value> = probe
-            .registry
-            .iter()
-            .map(|(t, v)| (t.to_string(), v.clone()))
-            .collect();
-        if registry != wanted {
-            return Err(format!(
-                "the registry {registry:?} is not the wanted topics {wanted:?}"
-            ));
-        }
+        registry_is_wanted(probe, &wanted)?;
         let topics: Vec<(String, TopicStatus)> = st
             .topics
             .iter()
