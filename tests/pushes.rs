@@ -171,6 +171,45 @@ async fn socket_push_reply_reaches_handle_reply_with_its_ref() {
     );
 }
 
+/// Pushes `n` times from one callback and returns the frames written after each push.
+#[derive(Message)]
+#[rtype(result = "Vec<u64>")]
+struct PushManyFromCallback(usize);
+
+impl Handler<PushManyFromCallback> for Client<Recorder> {
+    type Result = Vec<u64>;
+    fn handle(&mut self, msg: PushManyFromCallback, ctx: &mut Self::Context) -> Self::Result {
+        self.with_socket(ctx, |_user, socket| {
+            (0..msg.0)
+                .map(|i| {
+                    socket.push("room:1", "echo", json!({ "i": i })).unwrap();
+                    socket.status().traffic.frames_out
+                })
+                .collect()
+        })
+    }
+}
+
+#[actix_rt::test]
+async fn pushes_from_one_callback_are_written_as_they_are_made_and_all_replied() {
+    let server = demo_server().await;
+    let (addr, mut events) = start(config(&server));
+    addr.join("room:1", json!({})).await.unwrap();
+    let written = addr.send(PushManyFromCallback(50)).await.unwrap();
+    // Each push is in the send buffer before the next is made (its payload is not
+    // held until the callback returns): one more frame out after every push.
+    let first = written[0];
+    assert_eq!(written, (first..first + 50).collect::<Vec<u64>>());
+    // And every one is answered, in order.
+    for i in 0..50 {
+        events
+            .wait_for("reply", |e| {
+                matches!(e, Ev::Reply(_, _, Ok(r)) if r.response == Payload::Json(json!({ "i": i })))
+            })
+            .await;
+    }
+}
+
 /// The outcome `handle_reply` got for the push `r`.
 async fn handler_outcome(events: &mut Events, r: &actix_slipstream::Ref) -> Ev {
     events

@@ -181,7 +181,7 @@ impl<A: SlipstreamActor> Client<A> {
         f: impl FnOnce(&mut A, &mut Socket<'_, A>) -> R,
     ) -> R {
         let r = {
-            let mut socket = Socket::new(&mut self.engine, ctx);
+            let mut socket = Socket::new(&mut self.engine, &mut self.link, ctx);
             f(&mut self.user, &mut socket)
         };
         self.drain(ctx);
@@ -295,7 +295,8 @@ impl<A: SlipstreamActor> Driver for Wiring<'_, A> {
     }
 
     fn connected(&mut self, engine: &mut Engine) {
-        self.user.handle_connect(&mut Socket::new(engine, self.ctx));
+        self.user
+            .handle_connect(&mut Socket::new(engine, self.link, self.ctx));
     }
 
     fn disconnected(
@@ -304,9 +305,11 @@ impl<A: SlipstreamActor> Driver for Wiring<'_, A> {
         reason: &DisconnectReason,
         default: AfterDisconnect,
     ) -> AfterDisconnect {
-        let decision =
-            self.user
-                .handle_disconnect(reason, default, &mut Socket::new(engine, self.ctx));
+        let decision = self.user.handle_disconnect(
+            reason,
+            default,
+            &mut Socket::new(engine, self.link, self.ctx),
+        );
         if decision == AfterDisconnect::Stop && !engine.is_stopped() {
             self.ctx.stop();
         }
@@ -314,8 +317,11 @@ impl<A: SlipstreamActor> Driver for Wiring<'_, A> {
     }
 
     fn joined(&mut self, engine: &mut Engine, topic: &Topic, response: &Payload) {
-        self.user
-            .handle_join(topic, response, &mut Socket::new(engine, self.ctx));
+        self.user.handle_join(
+            topic,
+            response,
+            &mut Socket::new(engine, self.link, self.ctx),
+        );
     }
 
     fn topic_closed(
@@ -325,13 +331,17 @@ impl<A: SlipstreamActor> Driver for Wiring<'_, A> {
         reason: &TopicCloseReason,
         default: AfterTopicClose,
     ) -> AfterTopicClose {
-        self.user
-            .handle_topic_close(topic, reason, default, &mut Socket::new(engine, self.ctx))
+        self.user.handle_topic_close(
+            topic,
+            reason,
+            default,
+            &mut Socket::new(engine, self.link, self.ctx),
+        )
     }
 
     fn left(&mut self, engine: &mut Engine, topic: &Topic) {
         self.user
-            .handle_leave(topic, &mut Socket::new(engine, self.ctx));
+            .handle_leave(topic, &mut Socket::new(engine, self.link, self.ctx));
     }
 
     fn message(&mut self, engine: &mut Engine, topic: Topic, event: Event, payload: Payload) {
@@ -341,7 +351,7 @@ impl<A: SlipstreamActor> Driver for Wiring<'_, A> {
             Some(p) => p.handle_at(&topic, engine.join_ref(topic.as_str()), &event, &payload),
             None => None,
         };
-        let socket = &mut Socket::new(engine, self.ctx);
+        let socket = &mut Socket::new(engine, self.link, self.ctx);
         match update {
             Some(update) => self.user.handle_presence(&topic, &update, socket),
             None => self.user.handle_message(&topic, &event, payload, socket),
@@ -359,7 +369,7 @@ impl<A: SlipstreamActor> Driver for Wiring<'_, A> {
             &topic,
             &reference,
             result,
-            &mut Socket::new(engine, self.ctx),
+            &mut Socket::new(engine, self.link, self.ctx),
         );
     }
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use actix::Context;
 use serde_json::Value;
 
+use super::link::Link;
 use super::{Client, SlipstreamActor};
 use crate::config::Config;
 use crate::engine::{Engine, Status, TopicRegistry, TopicStatus};
@@ -14,15 +15,23 @@ use crate::message::{Event, Payload, Ref, Topic};
 /// The connection as seen from a callback: join, leave, push, connect, disconnect,
 /// status.
 ///
-/// Every action is queued and carried out as soon as the callback returns, in order.
+/// Every action is carried out in order. A push is encoded into the send buffer at
+/// once, while nothing is queued ahead of it (so a callback that pushes many times
+/// holds encoded frames, not every payload); the rest is carried out as soon as the
+/// callback returns.
 pub struct Socket<'a, A: SlipstreamActor> {
     engine: &'a mut Engine,
+    link: &'a mut Link,
     ctx: &'a mut Context<Client<A>>,
 }
 
 impl<'a, A: SlipstreamActor> Socket<'a, A> {
-    pub(crate) fn new(engine: &'a mut Engine, ctx: &'a mut Context<Client<A>>) -> Self {
-        Socket { engine, ctx }
+    pub(crate) fn new(
+        engine: &'a mut Engine,
+        link: &'a mut Link,
+        ctx: &'a mut Context<Client<A>>,
+    ) -> Self {
+        Socket { engine, link, ctx }
     }
 
     /// Joins a topic with params and records it in the registry, so it is rejoined
@@ -81,14 +90,25 @@ impl<'a, A: SlipstreamActor> Socket<'a, A> {
         payload: impl Into<Payload>,
         timeout: Duration,
     ) -> Result<Ref, PushError> {
-        self.engine.push(
+        let r = self.engine.push(
             topic,
             event.into(),
             payload.into(),
             timeout,
             None,
             Instant::now(),
-        )
+        );
+        self.write_sends();
+        r
+    }
+
+    /// Encodes the frames at the head of the engine's queue into the send buffer now,
+    /// so a callback that pushes many times holds encoded frames rather than every
+    /// payload until it returns. Only frames at the head go: nothing is reordered.
+    fn write_sends(&mut self) {
+        while let Some(message) = self.engine.poll_send() {
+            self.link.write(self.engine, message);
+        }
     }
 
     /// Timers held by the state machine (for leak checks in tests).

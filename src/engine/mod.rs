@@ -186,6 +186,20 @@ impl Engine {
         effect
     }
 
+    /// The next effect if it is an [`Effect::Send`], else `None` (the effect stays
+    /// queued). Lets a caller write frames while a callback still runs, without
+    /// reordering them against the other effects; [`poll_effect`](Engine::poll_effect)
+    /// returns everything else.
+    pub fn poll_send(&mut self) -> Option<Message> {
+        if !matches!(self.out.front(), Some(Effect::Send(_))) {
+            return None;
+        }
+        match self.out.pop_front() {
+            Some(Effect::Send(message)) => Some(message),
+            _ => None,
+        }
+    }
+
     /// When to call [`handle_timeout`](Engine::handle_timeout) next: the earliest timer's
     /// deadline, if any timer is armed.
     pub fn poll_timeout(&self) -> Option<Instant> {
