@@ -99,7 +99,7 @@ impl Engine {
             ChannelState::Leaving { leave_ref, .. } if r == leave_ref => {
                 self.finish_leave(&topic, Ok(()), now);
             }
-            _ => match self.pending.get(&r) {
+            _ => match self.pending.get(r) {
                 Some(p) if p.topic == topic => self.resolve_pending(r, Ok(reply)),
                 _ => {
                     debug!(target: crate::logging::WIRE, "dropped reply to unknown ref {r} on {topic}")

@@ -72,6 +72,7 @@ pub(crate) mod connection;
 mod drive;
 pub(crate) mod effect;
 mod inbound;
+mod inflight;
 mod pushes;
 pub(crate) mod registry;
 pub(crate) mod status;
@@ -100,7 +101,7 @@ pub(crate) use status::{Status, TopicStatus, Traffic};
 pub(crate) use topics::TopicCloseReason;
 
 use connection::{Conn, DisconnectCounts, Heartbeat};
-use pushes::PendingPush;
+use inflight::InFlight;
 use timers::Timers;
 use topics::Channel;
 
@@ -118,7 +119,7 @@ pub struct Engine {
     last_connect_refused: bool,
     channels: FxHashMap<Topic, Channel>,
     registry: TopicRegistry,
-    pending: FxHashMap<u64, PendingPush>,
+    pending: InFlight,
     timers: Timers,
     heartbeat: Heartbeat,
     out: VecDeque<Effect>,
@@ -148,7 +149,7 @@ impl Engine {
             last_connect_refused: false,
             channels: FxHashMap::default(),
             registry: TopicRegistry::new(),
-            pending: FxHashMap::default(),
+            pending: InFlight::default(),
             timers: Timers::default(),
             heartbeat: Heartbeat::default(),
             out: VecDeque::new(),

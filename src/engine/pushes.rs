@@ -221,7 +221,7 @@ impl Engine {
 
     /// A push's deadline passed, in flight or still buffered.
     pub(crate) fn push_timed_out(&mut self, reference: u64, topic: &Topic) {
-        if self.pending.contains_key(&reference) {
+        if self.pending.contains(reference) {
             debug!(target: crate::logging::PUSH, "push {reference} on {topic} timed out");
             self.resolve_pending(reference, Err(PushError::Timeout));
             return;
@@ -244,7 +244,7 @@ impl Engine {
 
     /// Ends a push in flight with `result` (its reply, or why there is none).
     pub(crate) fn resolve_pending(&mut self, reference: u64, result: Result<Reply, PushError>) {
-        if let Some(p) = self.pending.remove(&reference) {
+        if let Some(p) = self.pending.remove(reference) {
             self.timers.cancel(p.deadline);
             self.deliver(p.topic, reference, p.reply_to, result);
         }
@@ -287,7 +287,7 @@ impl Engine {
             .pending
             .iter()
             .filter(|(_, p)| &p.topic == topic)
-            .map(|(r, _)| *r)
+            .map(|(r, _)| r)
             .collect();
         refs.sort_unstable();
         for r in refs {
@@ -297,7 +297,7 @@ impl Engine {
 
     /// Fails every push in flight, in the order they were made.
     pub(crate) fn fail_all_in_flight(&mut self, error: PushError) {
-        let mut in_flight: Vec<u64> = self.pending.keys().copied().collect();
+        let mut in_flight: Vec<u64> = self.pending.iter().map(|(r, _)| r).collect();
         in_flight.sort_unstable();
         for r in in_flight {
             self.resolve_pending(r, Err(error.clone()));

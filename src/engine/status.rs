@@ -202,7 +202,8 @@ impl Engine {
         waiting
             + self
                 .pending
-                .values()
+                .iter()
+                .map(|(_, p)| p)
                 .filter(|p| p.reply_to.request().is_some())
                 .count()
     }
