@@ -36,6 +36,7 @@ use awc::ws;
 use awc::BoxedSocket;
 use bytes::{Buf, BytesMut};
 use futures_util::stream::{self, Stream};
+use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::Notify;
 
@@ -269,19 +270,27 @@ async fn run_writer(
             notify.notified().await;
             continue;
         }
+        // A write or flush that completes at once (the common case) arms no timer;
+        // one that has to wait does so under the write timeout. Both are cancel-safe.
         while chunk.has_remaining() {
-            let n = actix_rt::time::timeout(write_timeout, io.write_buf(&mut chunk))
-                .await
-                .map_err(timed_out)?
-                .map_err(|e| e.to_string())?;
+            let n = match io.write_buf(&mut chunk).now_or_never() {
+                Some(written) => written,
+                None => actix_rt::time::timeout(write_timeout, io.write_buf(&mut chunk))
+                    .await
+                    .map_err(timed_out)?,
+            }
+            .map_err(|e| e.to_string())?;
             if n == 0 {
                 return Err("connection closed while writing".into());
             }
         }
-        actix_rt::time::timeout(write_timeout, io.flush())
-            .await
-            .map_err(timed_out)?
-            .map_err(|e| e.to_string())?;
+        match io.flush().now_or_never() {
+            Some(flushed) => flushed,
+            None => actix_rt::time::timeout(write_timeout, io.flush())
+                .await
+                .map_err(timed_out)?,
+        }
+        .map_err(|e| e.to_string())?;
         chunk.clear();
         let mut out = outbox.borrow_mut();
         if out.buf.is_empty() && chunk.capacity() <= KEEP_OUT {
