@@ -344,11 +344,13 @@ pub struct Config {
     /// Whether reads are coalesced while the server floods the socket (Linux; elsewhere
     /// it has no effect). Default `true`. Once more than 16 KiB arrive within a
     /// millisecond, the kernel is asked (`SO_RCVLOWAT`) to wake the client only when
-    /// 32 KiB are queued, or when a millisecond passed without a read (then the mark
-    /// is lowered again): the client and the server it shares a machine with wake up
-    /// a few times per millisecond instead of every few frames. Below that rate
-    /// nothing changes; during a flood a frame can wait up to about 2 ms more. Turn
-    /// it off when every millisecond of a flood's last frames counts more than CPU.
+    /// 32 KiB are queued: the client and the server it shares a machine with wake up
+    /// a few times per millisecond instead of every few frames. The mark is lowered
+    /// again when a millisecond passes without a read, and at once when the client
+    /// writes (a push, a heartbeat), so the reply to a request is never held back.
+    /// Below that rate nothing changes; a server push that arrives right after a
+    /// flood can wait about 1–3 ms more (one millisecond window, rounded up by the
+    /// runtime's timer). Turn it off when those milliseconds count more than CPU.
     pub coalesce_reads: bool,
 }
 

@@ -230,6 +230,14 @@ async fn echo(url: &str, opts: &Opts) -> Result<Value, String> {
 struct Flood {
     received: u64,
     done: Option<oneshot::Sender<Result<Reply, PushError>>>,
+    /// The flood's reply, held until the echo pushed on its arrival is answered.
+    flood_reply: Option<Result<Reply, PushError>>,
+    /// When that echo was pushed, and its round trip (the wait a lone reply has right
+    /// after a flood, while reads may still be coalesced).
+    echo_sent: Option<Instant>,
+    echo_after: Option<Duration>,
+    /// Process CPU seconds when the flood's reply arrived (the flood's figures end there).
+    cpu_at_reply: f64,
 }
 
 impl SlipstreamActor for Flood {
@@ -250,10 +258,31 @@ impl SlipstreamActor for Flood {
         _topic: &Topic,
         _reference: &Ref,
         result: Result<Reply, PushError>,
-        _socket: &mut Socket<'_, Self>,
+        socket: &mut Socket<'_, Self>,
     ) {
-        if let Some(done) = self.done.take() {
-            let _ = done.send(result);
+        match self.echo_sent {
+            None => {
+                // The flood's reply: push one echo at once and time its round trip.
+                self.cpu_at_reply = cpu_seconds();
+                self.flood_reply = Some(result);
+                self.echo_sent = Some(Instant::now());
+                if socket.push(TOPIC, "echo", json!({})).is_err() {
+                    self.echo_after = None;
+                    self.finish();
+                }
+            }
+            Some(sent) => {
+                self.echo_after = result.is_ok().then(|| sent.elapsed());
+                self.finish();
+            }
+        }
+    }
+}
+
+impl Flood {
+    fn finish(&mut self) {
+        if let (Some(done), Some(reply)) = (self.done.take(), self.flood_reply.take()) {
+            let _ = done.send(reply);
         }
     }
 }
@@ -285,13 +314,14 @@ impl Handler<StartFlood> for Client<Flood> {
 }
 
 #[derive(Message)]
-#[rtype(result = "u64")]
+#[rtype(result = "(u64, Option<Duration>, Option<Instant>, f64)")]
 struct FloodCount;
 
 impl Handler<FloodCount> for Client<Flood> {
-    type Result = u64;
-    fn handle(&mut self, _: FloodCount, _ctx: &mut Self::Context) -> u64 {
-        self.user().received
+    type Result = MessageResult<FloodCount>;
+    fn handle(&mut self, _: FloodCount, _ctx: &mut Self::Context) -> Self::Result {
+        let f = self.user();
+        MessageResult((f.received, f.echo_after, f.echo_sent, f.cpu_at_reply))
     }
 }
 
@@ -301,6 +331,10 @@ async fn flood(url: &str, opts: &Opts) -> Result<Value, String> {
     let actor = Flood {
         received: 0,
         done: None,
+        flood_reply: None,
+        echo_sent: None,
+        echo_after: None,
+        cpu_at_reply: 0.0,
     };
     let addr = Client::new(actor, config(url)).start();
     addr.join(TOPIC, json!({}))
@@ -317,9 +351,15 @@ async fn flood(url: &str, opts: &Opts) -> Result<Value, String> {
     .await
     .map_err(|e| e.to_string())??;
     let reply = rx.await.map_err(|e| e.to_string())?;
-    let (cpu, wall) = (cpu_seconds() - cpu0, t0.elapsed().as_secs_f64());
     let switches = voluntary_switches() - sw0;
-    let received = addr.send(FloodCount).await.map_err(|e| e.to_string())?;
+    let (received, echo_after, reply_at, cpu_at_reply) =
+        addr.send(FloodCount).await.map_err(|e| e.to_string())?;
+    // The flood ends with its reply (not with the echo pushed after it).
+    let reply_at = reply_at.ok_or("no flood reply")?;
+    let (cpu, wall) = (
+        cpu_at_reply - cpu0,
+        reply_at.duration_since(t0).as_secs_f64(),
+    );
     let after = addr.status().await.map_err(|e| e.to_string())?.traffic;
     let reply = reply.map_err(|e| format!("flood reply: {e}"))?;
     let reply_count = reply
@@ -342,6 +382,7 @@ async fn flood(url: &str, opts: &Opts) -> Result<Value, String> {
         "cpu_s": cpu,
         "wall_s": wall,
         "msgs_per_s": received as f64 / wall,
+        "echo_after_flood_ms": echo_after.map(|d| r3(d.as_secs_f64() * 1000.0)),
         "rss_kib": rss_kib(),
     }))
 }

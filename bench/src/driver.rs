@@ -540,6 +540,11 @@ fn metrics(id: &str) -> Vec<Metric> {
             m("messages/s", |v| f(v, "msgs_per_s"), false),
             m("dropped", |v| f(v, "dropped"), false),
             m("frame bytes", |v| f(v, "frame_bytes"), false),
+            m(
+                "echo ms right after the flood",
+                |v| f(v, "echo_after_flood_ms"),
+                false,
+            ),
         ],
         "memory-1000x1" | "memory-100x10" => vec![
             m("KiB RSS per socket", |v| f(v, "kib_per_socket"), true),

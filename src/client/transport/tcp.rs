@@ -10,11 +10,12 @@
 //! So, on Linux, once more than [`FLOOD_BYTES`] arrive within [`WINDOW`], the stream
 //! raises the socket's receive low-water mark (`SO_RCVLOWAT`) to [`FLOOD_LOWAT`]: the
 //! kernel then wakes the reader only once that much is queued. A read still returns
-//! whatever is queued, so nothing waits for the mark while the reader is busy; and if
-//! no read happens for [`WINDOW`], the mark goes back to one byte (the kernel signals
-//! what has arrived at once), so the end of a flood, or a lone reply after it, waits at
-//! most one window (about 1–2 ms with tokio's millisecond timer). Below the rate, the
-//! stream is a plain TCP stream. [`Config::coalesce_reads`](crate::Config::coalesce_reads)
+//! whatever is queued, so nothing waits for the mark while the reader is busy. The
+//! mark goes back to one byte (the kernel then signals what has arrived at once) when
+//! no read happens for [`WINDOW`], so the end of a flood waits about one window more
+//! (1–2 ms with tokio's millisecond timer), and before any write, so the reply to what
+//! the client sends is never held back. Below the rate, the stream is a plain TCP
+//! stream. [`Config::coalesce_reads`](crate::Config::coalesce_reads)
 //! turns it off.
 
 use std::fmt;
@@ -167,11 +168,32 @@ impl Tcp {
         if timer.as_mut().poll(cx).is_pending() {
             return;
         }
+        log::trace!(target: crate::logging::WIRE, "no read for {WINDOW:?}: reads no longer coalesced");
+        self.lower();
+    }
+
+    /// About to write: a request's reply must not wait for the window, so a raised
+    /// mark goes back down first.
+    fn before_write(&mut self) {
+        if self
+            .flood
+            .as_ref()
+            .is_some_and(|f| f.raised_until.is_some())
+        {
+            log::trace!(target: crate::logging::WIRE, "a write: reads no longer coalesced");
+            self.lower();
+        }
+    }
+
+    /// Lowers the mark to one byte: the kernel signals what is queued at once.
+    fn lower(&mut self) {
+        let Some(flood) = self.flood.as_mut() else {
+            return;
+        };
         flood.raised_until = None;
         flood.timer = None;
         flood.window_start = Instant::now();
         flood.window_bytes = 0;
-        log::trace!(target: crate::logging::WIRE, "no read for {WINDOW:?}: reads no longer coalesced");
         if let Err(e) = set_rcvlowat(&self.io, 1) {
             log::debug!("read coalescing off for this connection: SO_RCVLOWAT: {e}");
             self.flood = None;
@@ -243,7 +265,9 @@ impl AsyncWrite for Tcp {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        this.before_write();
+        Pin::new(&mut this.io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -251,7 +275,9 @@ impl AsyncWrite for Tcp {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        this.before_write();
+        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -353,6 +379,21 @@ mod tests {
         theirs.write_all(b"reply").await.expect("write");
         assert_eq!(read_n(&mut tcp, 5).await, b"reply");
         assert!(!tcp.is_raised());
+    }
+
+    #[actix_rt::test]
+    async fn a_write_lowers_a_raised_mark_so_its_reply_is_read_at_once() {
+        let (mut theirs, mut tcp) = pair(true).await;
+        theirs.write_all(&[7; 64 * 1024]).await.expect("write");
+        read_n(&mut tcp, 64 * 1024).await;
+        assert!(tcp.is_raised());
+        tcp.write_all(b"request").await.expect("write");
+        assert!(!tcp.is_raised(), "a write lowers the mark");
+        assert_eq!(rcvlowat(&tcp.io), 1);
+        let mut request = [0; 7];
+        theirs.read_exact(&mut request).await.expect("read");
+        theirs.write_all(b"reply").await.expect("write");
+        assert_eq!(read_n(&mut tcp, 5).await, b"reply");
     }
 
     #[actix_rt::test]
