@@ -90,8 +90,17 @@ impl Engine {
             ChannelState::Joined { join_ref } if connected => {
                 let r = self.next_ref();
                 let deadline = self.push_deadline(r, &topic, now + timeout);
-                self.send_push(topic, join_ref, r, event, payload, reply_to, deadline);
-                Ok(Ref::from(r))
+                let reference = Ref::from(r);
+                self.send_push(
+                    topic,
+                    join_ref,
+                    (r, reference.clone()),
+                    event,
+                    payload,
+                    reply_to,
+                    deadline,
+                );
+                Ok(reference)
             }
             _ => {
                 if buffered >= self.config.max_buffered_pushes {
@@ -158,7 +167,7 @@ impl Engine {
         &mut self,
         topic: Topic,
         join_ref: u64,
-        reference: u64,
+        (reference, as_ref): (u64, Ref),
         event: Event,
         payload: Payload,
         reply_to: ReplyTo,
@@ -166,7 +175,7 @@ impl Engine {
     ) {
         self.send(Message::new(
             Some(Ref::from(join_ref)),
-            Some(Ref::from(reference)),
+            Some(as_ref),
             topic.clone(),
             event,
             payload,
@@ -202,7 +211,7 @@ impl Engine {
             self.send_push(
                 topic.clone(),
                 join_ref,
-                b.reference,
+                (b.reference, Ref::from(b.reference)),
                 b.event,
                 b.payload,
                 b.reply_to,
