@@ -441,6 +441,9 @@ impl Config {
     /// sent).
     pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         let (mut fixed, f) = std::mem::take(&mut self.params).into_parts();
+        // Exactly the params given: a configuration lives as long as its client, and
+        // a list grown by doubling would keep room for four.
+        fixed.reserve_exact(1);
         fixed.push((key.into(), value.into()));
         self.params = ConnectParams::from_parts(fixed, f);
         self
@@ -513,6 +516,7 @@ impl Config {
 
     /// Adds an HTTP header to the upgrade request.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.reserve_exact(1); // as for params: no spare room kept per client
         self.headers.push((name.into(), value.into()));
         self
     }
