@@ -257,8 +257,6 @@ impl Conn {
 pub(crate) struct Heartbeat {
     /// Ref and send time of the heartbeat awaiting its reply.
     pub(crate) pending: Option<(u64, Instant)>,
-    /// The timer of the next heartbeat.
-    tick: Option<TimerKey>,
     /// The timer of the pending heartbeat's reply.
     timeout: Option<TimerKey>,
     /// The last round trip.
@@ -336,10 +334,8 @@ impl Engine {
         self.connects += 1;
         info!(target: crate::logging::CONNECTION, "connected (generation {gen})");
         if !self.config.heartbeat_interval.is_zero() {
-            let key = self
-                .timers
+            self.timers
                 .schedule(now + self.config.heartbeat_interval, Timer::HeartbeatTick);
-            self.heartbeat.tick = Some(key);
         }
         if self.config.rejoin_on_connect {
             self.rejoin_registered(now);
@@ -452,10 +448,8 @@ impl Engine {
             warn!(target: crate::logging::CONNECTION, "disconnected: {reason}");
         }
         self.heartbeat.pending = None;
-        for key in [self.heartbeat.tick.take(), self.heartbeat.timeout.take()]
-            .into_iter()
-            .flatten()
-        {
+        self.timers.cancel_tick();
+        if let Some(key) = self.heartbeat.timeout.take() {
             self.timers.cancel(key);
         }
         // Pushes in flight will never be answered on this connection.
@@ -522,13 +516,10 @@ impl Engine {
 
     // ------------------------------------------------------------ heartbeat
 
-    /// Time for a heartbeat: send one (and arm its reply timeout and the next tick),
-    /// or close the link if the previous one is still unanswered.
-    pub(crate) fn heartbeat_due(&mut self, key: TimerKey, now: Instant) {
-        if self.heartbeat.tick != Some(key) {
-            return;
-        }
-        self.heartbeat.tick = None;
+    /// Time for a heartbeat (the armed tick: the timers hold one at most): send one
+    /// (and arm its reply timeout and the next tick), or close the link if the
+    /// previous one is still unanswered.
+    pub(crate) fn heartbeat_due(&mut self, now: Instant) {
         if !self.is_connected() {
             return;
         }
@@ -548,10 +539,8 @@ impl Engine {
                 .schedule(now + self.config.heartbeat_timeout, Timer::HeartbeatTimeout);
             self.heartbeat.timeout = Some(t);
         }
-        let t = self
-            .timers
+        self.timers
             .schedule(now + self.config.heartbeat_interval, Timer::HeartbeatTick);
-        self.heartbeat.tick = Some(t);
     }
 
     /// The heartbeat's reply timeout passed.

@@ -10,7 +10,10 @@
 //! A cancel elsewhere in the queue leaves a tombstone (dropped when it reaches either
 //! end, or when tombstones are over half the queue). A push deadline earlier than the
 //! queue's last (a push with a shorter timeout of its own) and every other timer go
-//! into an ordered map. Both are read in one key order.
+//! into an ordered map. The heartbeat tick, armed all the time a socket is connected,
+//! has a slot of its own (there is at most one: arming a tick replaces the armed
+//! one), and the map gives its memory back once empty: an idle socket's timers take
+//! no allocation. All three are read in one key order.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
@@ -51,10 +54,13 @@ struct PushDeadline {
 /// are more than half of it).
 const MAX_TOMBSTONES: usize = 64;
 
-/// The timers: an ordered map, and the queue of push deadlines in key order.
+/// The timers: an ordered map, the queue of push deadlines in key order, and the
+/// heartbeat tick's slot.
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
     map: BTreeMap<TimerKey, Timer>,
+    /// The heartbeat tick.
+    tick: Option<TimerKey>,
     /// Push deadlines in increasing key order; never a tombstone at either end.
     pushes: VecDeque<PushDeadline>,
     /// Tombstones in `pushes`.
@@ -63,7 +69,8 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
-    /// Arms a timer; the key cancels it.
+    /// Arms a timer; the key cancels it. A [`Timer::HeartbeatTick`] replaces the tick
+    /// armed, if any.
     pub(crate) fn schedule(&mut self, at: Instant, timer: Timer) -> TimerKey {
         self.seq += 1;
         let key = (at, self.seq);
@@ -77,11 +84,17 @@ impl Timers {
                     topic: Some(topic),
                 });
             }
+            Timer::HeartbeatTick => self.tick = Some(key),
             timer => {
                 self.map.insert(key, timer);
             }
         }
         key
+    }
+
+    /// Disarms the heartbeat tick, if armed.
+    pub(crate) fn cancel_tick(&mut self) {
+        self.tick = None;
     }
 
     /// Disarms a timer (nothing happens if it fired already).
@@ -92,7 +105,12 @@ impl Timers {
             self.trim();
             return;
         }
+        if self.tick == Some(key) {
+            self.tick = None;
+            return;
+        }
         if self.map.remove(&key).is_some() {
+            self.release_empty_map();
             return;
         }
         let Ok(i) = self.pushes.binary_search_by(|d| d.key.cmp(&key)) else {
@@ -121,30 +139,35 @@ impl Timers {
         }
     }
 
+    /// An empty map still holds its root node: drop it.
+    fn release_empty_map(&mut self) {
+        if self.map.is_empty() {
+            self.map = BTreeMap::new();
+        }
+    }
+
     /// The earliest deadline.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let map = self.map.keys().next().map(|(at, _)| *at);
         let queue = self.pushes.front().map(|d| d.key.0);
-        match (map, queue) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest(earliest(map, queue), self.tick.map(|(at, _)| at))
     }
 
     /// Removes and returns the earliest timer due at `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(TimerKey, Timer)> {
         let map_first = self.map.keys().next().copied();
         let queue_first = self.pushes.front().map(|d| d.key);
-        let from_queue = match (map_first, queue_first) {
-            (_, None) => false,
-            (None, Some(_)) => true,
-            (Some(m), Some(q)) => q < m,
-        };
-        if from_queue {
-            let front = self.pushes.front()?;
-            if front.key.0 > now {
-                return None;
-            }
+        let tick = self.tick;
+        // Keys are unique: the earliest one tells which structure holds it.
+        let first = earliest(earliest(map_first, queue_first), tick)?;
+        if first.0 > now {
+            return None;
+        }
+        if tick == Some(first) {
+            self.tick = None;
+            return Some((first, Timer::HeartbeatTick));
+        }
+        if queue_first == Some(first) {
             let d = self.pushes.pop_front()?;
             self.trim();
             let topic = d.topic?; // never a tombstone at the front
@@ -156,16 +179,22 @@ impl Timers {
                 },
             ));
         }
-        let entry = self.map.first_entry()?;
-        if entry.key().0 > now {
-            return None;
-        }
-        Some(entry.remove_entry())
+        let fired = self.map.pop_first();
+        self.release_empty_map();
+        fired
     }
 
     /// The number of armed timers.
     pub(crate) fn len(&self) -> usize {
-        self.map.len() + self.pushes.len() - self.tombstones
+        self.map.len() + self.pushes.len() - self.tombstones + usize::from(self.tick.is_some())
+    }
+}
+
+/// The earlier of two optional keys or deadlines.
+fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -179,7 +208,7 @@ impl super::Engine {
                 Timer::JoinTimeout { topic } => self.join_timed_out(topic, key),
                 Timer::LeaveTimeout { topic } => self.leave_timed_out(topic, key, now),
                 Timer::Rejoin { topic } => self.rejoin_due(topic, key, now),
-                Timer::HeartbeatTick => self.heartbeat_due(key, now),
+                Timer::HeartbeatTick => self.heartbeat_due(now),
                 Timer::HeartbeatTimeout => self.heartbeat_timed_out(key, now),
                 Timer::Reconnect => self.reconnect_due(key),
             }
@@ -282,7 +311,7 @@ mod tests {
             let mut keys = Vec::new();
             let mut now = 0u64;
             for step in 0..400u64 {
-                match rng.u8(0..10) {
+                match rng.u8(0..11) {
                     0..=4 => {
                         // Mostly increasing push deadlines, sometimes shorter ones.
                         let at = now
@@ -299,6 +328,15 @@ mod tests {
                         let at = now + rng.u64(0..2000);
                         let key = timers.schedule(t0 + Duration::from_millis(at), Timer::Reconnect);
                         model.insert(key, (6, 0));
+                        keys.push(key);
+                    }
+                    // The tick's slot: a new tick replaces the armed one.
+                    10 => {
+                        let at = now + rng.u64(0..2000);
+                        let key =
+                            timers.schedule(t0 + Duration::from_millis(at), Timer::HeartbeatTick);
+                        model.retain(|_, v| *v != (4, 0));
+                        model.insert(key, (4, 0));
                         keys.push(key);
                     }
                     6..=7 if !keys.is_empty() => {
