@@ -117,7 +117,10 @@ pub struct Engine {
     reconnect_refused: BackoffState,
     /// Whether the last connect failed because the port refused it.
     last_connect_refused: bool,
-    channels: FxHashMap<Topic, Channel>,
+    /// Each channel in a box of its own: a table has room for at least four entries,
+    /// and a socket with one topic then holds four small slots and one channel
+    /// rather than room for four channels.
+    channels: FxHashMap<Topic, Box<Channel>>,
     registry: TopicRegistry,
     pending: InFlight,
     timers: Timers,

@@ -268,7 +268,7 @@ impl Engine {
         let ch = self
             .channels
             .entry(topic.clone())
-            .or_insert_with(|| Channel::new(params.clone(), rejoin));
+            .or_insert_with(|| Box::new(Channel::new(params.clone(), rejoin)));
         if let ChannelState::Leaving { .. } = ch.state {
             // A fresh join: sent once the leave is done, and its waiters get ITS outcome.
             debug!(target: crate::logging::CHANNEL, "{topic} is being left; joined again once the leave is done");
