@@ -4,10 +4,11 @@
 use actix_http::ws::Item;
 use bytes::{Bytes, BytesMut};
 
-/// A fragmented message being reassembled: (is text, bytes so far).
+/// A fragmented message being reassembled: (is text, bytes so far). Boxed: servers
+/// rarely fragment, and every connection of the client holds a reassembler.
 #[derive(Debug, Default)]
 pub(crate) struct Reassembler {
-    partial: Option<(bool, BytesMut)>,
+    partial: Option<Box<(bool, BytesMut)>>,
 }
 
 impl Reassembler {
@@ -28,10 +29,10 @@ impl Reassembler {
         match (first, self.partial.as_mut()) {
             (Some(_), Some(_)) => return Err("new fragmented message before the last one ended"),
             (None, None) => return Err("continuation frame without a first frame"),
-            (Some(text), None) => self.partial = Some((text, BytesMut::new())),
+            (Some(text), None) => self.partial = Some(Box::new((text, BytesMut::new()))),
             (None, Some(_)) => {}
         }
-        let Some((text, buf)) = self.partial.as_mut() else {
+        let Some((text, buf)) = self.partial.as_deref_mut() else {
             return Err("no fragmented message");
         };
         if buf.len() + chunk.len() > max {
@@ -45,7 +46,7 @@ impl Reassembler {
         let bytes = self
             .partial
             .take()
-            .map(|(_, b)| b.freeze())
+            .map(|p| p.1.freeze())
             .unwrap_or_default();
         Ok(Some((text, bytes)))
     }
