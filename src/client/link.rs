@@ -42,19 +42,39 @@ pub(crate) enum Read {
     Failed(DisconnectReason),
 }
 
+/// Connections being closed. Kept out of line, allocated at the first close: most
+/// clients rarely close a connection, and every one of them holds a [`Link`].
+#[derive(Default)]
+struct Closing {
+    /// Connections closed by the client, waiting for the server's close frame.
+    conns: Vec<(Io, SpawnHandle)>,
+    /// Closing handshakes handed off to tasks of their own as the actor stops:
+    /// awaited (bounded) before the System of [`Client::spawn`] stops.
+    writers: Vec<tokio::task::JoinHandle<()>>,
+}
+
 /// The connection (current and closing) of a client.
 #[derive(Default)]
 pub(crate) struct Link {
     io: Option<Io>,
-    /// Connections closed by the client, waiting for the server's close frame.
-    closing: Vec<(Io, SpawnHandle)>,
+    closing: Option<Box<Closing>>,
     http: Option<awc::Client>,
-    /// Closing handshakes handed off to tasks of their own as the actor stops:
-    /// awaited (bounded) before the System of [`Client::spawn`] stops.
-    pub(crate) writers_finishing: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Link {
+    fn closing_mut(&mut self) -> &mut Closing {
+        self.closing.get_or_insert_with(Box::default)
+    }
+
+    /// The closing handshakes handed off to tasks of their own as the actor stopped:
+    /// awaited (bounded) before the System of [`Client::spawn`] stops.
+    pub(crate) fn take_writers_finishing(&mut self) -> Vec<tokio::task::JoinHandle<()>> {
+        self.closing
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.writers))
+            .unwrap_or_default()
+    }
+
     /// Whether `gen` is the current connection and reading.
     pub(crate) fn is_reading(&self, gen: u64) -> bool {
         self.io
@@ -214,13 +234,19 @@ impl Link {
     ) {
         let wait = close_wait(engine);
         let frames = frames.and_then(|f| f.take_back());
-        self.writers_finishing
+        self.closing_mut()
+            .writers
             .push(finish_close(frames, writer, wait));
     }
 
     /// The actor stops: every connection still closing finishes on its own.
     pub(crate) fn hand_off_closing(&mut self, engine: &Engine) {
-        for (mut io, _) in std::mem::take(&mut self.closing) {
+        let conns = self
+            .closing
+            .as_mut()
+            .map(|c| std::mem::take(&mut c.conns))
+            .unwrap_or_default();
+        for (mut io, _) in conns {
             if let Some(writer) = io.writer.take() {
                 self.hand_off_close(engine, io.frames.take(), writer);
             }
@@ -230,7 +256,9 @@ impl Link {
     /// The actor restarts: the old connections' handles are void.
     pub(crate) fn reset(&mut self) {
         self.io = None;
-        self.closing.clear();
+        if let Some(c) = self.closing.as_mut() {
+            c.conns.clear();
+        }
     }
 
     /// Sends a close frame on the current connection and keeps reading it until the
@@ -255,7 +283,7 @@ impl Link {
         let timer = ctx.run_later(close_wait(engine), move |act, ctx| {
             act.link.finish_closing(gen, ctx)
         });
-        self.closing.push((io, timer));
+        self.closing_mut().conns.push((io, timer));
     }
 
     /// Drops a connection that was closing.
@@ -264,10 +292,16 @@ impl Link {
         gen: u64,
         ctx: &mut Context<Client<A>>,
     ) {
-        let Some(i) = self.closing.iter().position(|(io, _)| io.gen == gen) else {
+        let Some(closing) = self.closing.as_mut() else {
             return;
         };
-        let (mut io, timer) = self.closing.swap_remove(i);
+        let Some(i) = closing.conns.iter().position(|(io, _)| io.gen == gen) else {
+            return;
+        };
+        let (mut io, timer) = closing.conns.swap_remove(i);
+        if closing.conns.is_empty() && closing.writers.is_empty() {
+            self.closing = None;
+        }
         ctx.cancel_future(timer);
         if let Some(h) = io.reader.take() {
             ctx.cancel_future(h);

@@ -518,7 +518,7 @@ impl<A: SlipstreamActor> Actor for Client<A> {
         self.link.hand_off_closing(&self.engine);
         self.timer = None;
         self.user.terminate();
-        let writers = std::mem::take(&mut self.link.writers_finishing);
+        let writers = self.link.take_writers_finishing();
         if self.stop_system {
             // Let the closing handshakes finish before the System (and its tasks)
             // goes away.
