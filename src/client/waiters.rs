@@ -20,27 +20,44 @@ impl Waiter {
     }
 }
 
+/// A slot: a waiter, or free. The free slots form a stack, each naming the next.
+enum Slot {
+    Busy(Waiter),
+    Free { next: usize },
+}
+
+/// No free slot (a link of the free stack, or its top).
+const NO_FREE: usize = usize::MAX;
+
 /// The open requests. A slot is freed when its outcome is delivered (or the request
-/// is cancelled) and reused by a later request: the engine resolves each request
-/// exactly once, so a freed id is never resolved again.
-#[derive(Default)]
+/// is cancelled) and reused by a later request, the last freed first: the engine
+/// resolves each request exactly once, so a freed id is never resolved again.
 pub(crate) struct Waiters {
-    slots: Vec<Option<Waiter>>,
-    free: Vec<usize>,
+    slots: Vec<Slot>,
+    /// The last freed slot, or [`NO_FREE`].
+    free: usize,
+}
+
+impl Default for Waiters {
+    fn default() -> Self {
+        Waiters {
+            slots: Vec::new(),
+            free: NO_FREE,
+        }
+    }
 }
 
 impl Waiters {
     /// Records a waiter; its id goes to the engine.
     pub(crate) fn insert(&mut self, waiter: Waiter) -> RequestId {
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = Some(waiter);
-                i
-            }
-            None => {
-                self.slots.push(Some(waiter));
-                self.slots.len() - 1
-            }
+        let i = self.free;
+        let i = if let Some(&Slot::Free { next }) = self.slots.get(i) {
+            self.free = next;
+            self.slots[i] = Slot::Busy(waiter);
+            i
+        } else {
+            self.slots.push(Slot::Busy(waiter));
+            self.slots.len() - 1
         };
         RequestId(i as u64)
     }
@@ -48,8 +65,14 @@ impl Waiters {
     /// Takes a waiter out, freeing its slot.
     pub(crate) fn remove(&mut self, request: RequestId) -> Option<Waiter> {
         let i = usize::try_from(request.0).ok()?;
-        let waiter = self.slots.get_mut(i)?.take()?;
-        self.free.push(i);
+        let slot = self.slots.get_mut(i)?;
+        if let Slot::Free { .. } = slot {
+            return None;
+        }
+        let Slot::Busy(waiter) = std::mem::replace(slot, Slot::Free { next: self.free }) else {
+            return None;
+        };
+        self.free = i;
         Some(waiter)
     }
 
@@ -76,7 +99,10 @@ impl Waiters {
 
     /// The slots holding a waiter (for leak checks).
     pub(crate) fn len(&self) -> usize {
-        self.slots.iter().filter(|w| w.is_some()).count()
+        self.slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Busy(_)))
+            .count()
     }
 
     /// The join requests whose caller stopped waiting (their future was dropped).
@@ -84,7 +110,7 @@ impl Waiters {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, w)| w.as_ref().is_some_and(Waiter::is_closed_join))
+            .filter(|(_, s)| matches!(s, Slot::Busy(w) if w.is_closed_join()))
             .map(|(i, _)| RequestId(i as u64))
             .collect()
     }
@@ -113,5 +139,25 @@ mod tests {
         assert_eq!(w.abandoned_joins(), vec![c]);
         w.resolve(b, Outcome::Leave(Ok(())));
         assert_eq!(rx2.try_recv().unwrap(), Ok(()));
+    }
+
+    #[test]
+    fn freed_slots_are_reused_last_freed_first_and_a_freed_id_resolves_nothing() {
+        let mut w = Waiters::default();
+        let ids: Vec<RequestId> = (0..4)
+            .map(|_| w.insert(Waiter::Push(oneshot::channel().0)))
+            .collect();
+        assert_eq!(ids, (0..4).map(RequestId).collect::<Vec<_>>());
+        for i in [1, 3, 0] {
+            assert!(w.remove(ids[i]).is_some());
+            assert!(w.remove(ids[i]).is_none(), "freed twice");
+        }
+        assert_eq!(w.len(), 1);
+        let again: Vec<RequestId> = (0..4)
+            .map(|_| w.insert(Waiter::Push(oneshot::channel().0)))
+            .collect();
+        assert_eq!(again, [0, 3, 1, 4].map(RequestId));
+        assert_eq!(w.len(), 5);
+        assert!(w.remove(RequestId(99)).is_none());
     }
 }
