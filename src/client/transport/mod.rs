@@ -25,6 +25,7 @@ pub(crate) mod tcp;
 pub(crate) mod tls;
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -35,7 +36,7 @@ use awc::error::WsProtocolError;
 use awc::ws;
 use awc::BoxedSocket;
 use bytes::{Buf, BytesMut};
-use futures_util::stream::{self, Stream};
+use futures_util::stream::Stream;
 use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::Notify;
@@ -49,11 +50,15 @@ const MAX_READ: usize = 64 * 1024;
 /// An empty output buffer larger than this is given back after a write.
 const KEEP_OUT: usize = 4 * 1024;
 
+/// The frames of a connection, read and decoded in place (a stream of its own rather
+/// than an `unfold`, which moves its state in and out of a future for every frame).
 struct Reader {
     io: ReadHalf<BoxedSocket>,
     codec: FrameGuard,
     buf: BytesMut,
     read_size: usize,
+    /// After the first error or the end of the stream.
+    done: bool,
 }
 
 /// The frames of a connection, ending after the first error or at the end of the stream.
@@ -62,32 +67,49 @@ pub(crate) fn frames(
     codec: FrameGuard,
     leftover: &[u8],
 ) -> impl Stream<Item = Result<ws::Frame, WsProtocolError>> {
-    let reader = Reader {
+    Reader {
         io,
         codec,
         buf: BytesMut::from(leftover),
         read_size: MIN_READ,
-    };
-    stream::unfold(Some(reader), |state| async move {
-        let mut r = state?;
+        done: false,
+    }
+}
+
+impl Stream for Reader {
+    type Item = Result<ws::Frame, WsProtocolError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let r = self.get_mut();
+        if r.done {
+            return Poll::Ready(None);
+        }
         loop {
             match r.codec.decode(&mut r.buf) {
                 Ok(Some(frame)) => {
                     if r.buf.is_empty() && r.buf.capacity() > MIN_READ * 4 {
                         r.buf = BytesMut::new(); // idle again: give the memory back
                     }
-                    return Some((Ok(frame), Some(r)));
+                    return Poll::Ready(Some(Ok(frame)));
                 }
                 Ok(None) => {}
-                Err(e) => return Some((Err(e), None)),
+                Err(e) => {
+                    r.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
             }
             if r.buf.capacity() - r.buf.len() < r.read_size {
                 r.buf.reserve(r.read_size);
             }
             let spare = r.buf.capacity() - r.buf.len();
-            match r.io.read_buf(&mut r.buf).await {
-                Ok(0) => return None,
-                Ok(n) => {
+            // `read_buf` is cancel-safe: a read that is not ready reads nothing.
+            match std::pin::pin!(r.io.read_buf(&mut r.buf)).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    r.done = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Ok(n)) => {
                     r.read_size = if n == spare {
                         (r.read_size * 2).min(MAX_READ)
                     } else if n < r.read_size / 4 {
@@ -96,10 +118,13 @@ pub(crate) fn frames(
                         r.read_size
                     };
                 }
-                Err(e) => return Some((Err(WsProtocolError::Io(e)), None)),
+                Poll::Ready(Err(e)) => {
+                    r.done = true;
+                    return Poll::Ready(Some(Err(WsProtocolError::Io(e))));
+                }
             }
         }
-    })
+    }
 }
 
 /// A connection's frame stream.
