@@ -29,7 +29,8 @@ impl Engine {
         let state = ch.state;
         let current = state.join_ref();
         if let Some(jr) = &msg.join_ref {
-            if jr.as_u64().is_none() || jr.as_u64() != current {
+            let n = jr.as_u64();
+            if n.is_none() || n != current {
                 debug!(target: crate::logging::WIRE,
                     "dropped stale {} on {} (join_ref {jr}, current {current:?})",
                     msg.event, msg.topic
