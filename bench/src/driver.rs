@@ -861,11 +861,17 @@ pub fn main(opts: &Opts) -> Result<(), String> {
                 ));
                 continue;
             }
-            for client in &clients {
-                if sc.ours_only && client.name != "slipstream" {
-                    continue;
-                }
-                for run in 0..runs {
+            // Run by run, every client in turn (run 1 of each, then run 2...): a drift
+            // of the machine's speed then spreads over all the clients instead of
+            // landing on the one whose runs it happened during.
+            let mut skipped: Vec<&str> = Vec::new();
+            for run in 0..runs {
+                for client in &clients {
+                    if (sc.ours_only && client.name != "slipstream")
+                        || skipped.contains(&client.name)
+                    {
+                        continue;
+                    }
                     let mut server = match &external_url {
                         Some(_) => None,
                         None => Some(Server::start(&exe, 0, &logs, mode)?),
@@ -901,7 +907,8 @@ pub fn main(opts: &Opts) -> Result<(), String> {
                                     "{} / {} / {}: skipped by the client: {s}",
                                     mode.name, sc.id, client.name
                                 ));
-                                break;
+                                skipped.push(client.name);
+                                continue;
                             }
                             results
                                 .entry(mode.name)
