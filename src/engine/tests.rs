@@ -1370,33 +1370,27 @@ fn a_reply_to_another_ref_on_the_phoenix_topic_does_not_answer_the_heartbeat() {
 fn poll_send_takes_only_the_frames_at_the_head_of_the_queue() {
     let mut h = Harness::connected(config());
     joined(&mut h, "room:1");
-    // A push: its frame is at the head of the queue.
-    let r =
+    let push = |h: &mut Harness| {
+        let now = h.now;
         h.s.push(
             "room:1",
             Event::from("echo"),
             Payload::empty(),
             Duration::from_secs(5),
             None,
-            h.now,
+            now,
         )
-        .unwrap();
+        .unwrap()
+    };
+    // A push: its frame is at the head of the queue.
+    let r = push(&mut h);
     let sent = h.s.poll_send().expect("the push is at the head");
     assert_eq!(sent.reference, Some(r.clone()));
     assert!(h.s.poll_send().is_none(), "nothing else is queued");
     // A reply to the push queues a notification: poll_send leaves it, and a push made
     // after it, in place.
     h.s.handle_message(reply("room:1", None, &r, ReplyStatus::Ok, json!({})), h.now);
-    let r2 =
-        h.s.push(
-            "room:1",
-            Event::from("echo"),
-            Payload::empty(),
-            Duration::from_secs(5),
-            None,
-            h.now,
-        )
-        .unwrap();
+    let r2 = push(&mut h);
     assert!(h.s.poll_send().is_none(), "a notification is at the head");
     let out = h.step();
     assert_eq!(out.events, vec![format!("reply room:1 {r} ok")]);

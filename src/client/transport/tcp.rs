@@ -356,6 +356,15 @@ mod tests {
         got
     }
 
+    /// A pair whose far end has just written 64 KiB at once, all read: the mark is raised.
+    async fn flooded_pair() -> (TcpStream, Tcp) {
+        let (mut theirs, mut tcp) = pair(true).await;
+        theirs.write_all(&[7; 64 * 1024]).await.expect("write");
+        read_n(&mut tcp, 64 * 1024).await;
+        assert!(tcp.is_raised(), "64 KiB at once is a flood");
+        (theirs, tcp)
+    }
+
     #[actix_rt::test]
     async fn a_flood_raises_the_low_water_mark_and_a_quiet_window_lowers_it() {
         let (mut theirs, mut tcp) = pair(true).await;
@@ -383,10 +392,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_write_lowers_a_raised_mark_so_its_reply_is_read_at_once() {
-        let (mut theirs, mut tcp) = pair(true).await;
-        theirs.write_all(&[7; 64 * 1024]).await.expect("write");
-        read_n(&mut tcp, 64 * 1024).await;
-        assert!(tcp.is_raised());
+        let (mut theirs, mut tcp) = flooded_pair().await;
         tcp.write_all(b"request").await.expect("write");
         assert!(!tcp.is_raised(), "a write lowers the mark");
         assert_eq!(rcvlowat(&tcp.io), 1);
@@ -398,10 +404,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn the_end_of_the_stream_is_seen_while_the_mark_is_raised() {
-        let (mut theirs, mut tcp) = pair(true).await;
-        theirs.write_all(&[7; 64 * 1024]).await.expect("write");
-        read_n(&mut tcp, 64 * 1024).await;
-        assert!(tcp.is_raised());
+        let (mut theirs, mut tcp) = flooded_pair().await;
         let mut buf = [0; 16];
         assert!(tcp.read(&mut buf).now_or_never().is_none());
         theirs.write_all(b"bye").await.expect("write");
