@@ -9,9 +9,12 @@
 //! - the [`Outbox`] is a byte buffer the actor encodes websocket frames into; a writer
 //!   task writes whatever has accumulated in one `write` call, so every frame produced
 //!   in one turn of the actor (a burst of joins, the pushes released by a rejoin)
-//!   leaves in one syscall, with no per-frame channel message. User pushes (and pongs)
-//!   are queued only within its byte budget; the client's own protocol frames (joins,
-//!   leaves, heartbeats, close), whose number the topic registry bounds, always are.
+//!   leaves in one syscall, with no per-frame channel message. A burst that reaches
+//!   64 KiB while the writer is idle is written by the actor at once, as far as the
+//!   socket takes it without waiting, so a long burst is not held in memory until the
+//!   actor's turn ends. User pushes (and pongs) are queued only within its byte
+//!   budget; the client's own protocol frames (joins, leaves, heartbeats, close),
+//!   whose number the topic registry bounds, always are.
 //!
 //! Beside them: [`guard`] (the frame-size limit enforced at the frame header),
 //! [`fragments`] (reassembly of fragmented messages), [`close`] (the closing
@@ -27,8 +30,8 @@ pub(crate) mod tls;
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::rc::{Rc, Weak};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use actix_codec::{Decoder, Encoder};
@@ -38,7 +41,7 @@ use awc::BoxedSocket;
 use bytes::{Buf, BytesMut};
 use futures_util::stream::Stream;
 use futures_util::FutureExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::Notify;
 
 use guard::FrameGuard;
@@ -49,6 +52,8 @@ const MIN_READ: usize = 1024;
 const MAX_READ: usize = 64 * 1024;
 /// An empty output buffer larger than this is given back after a write.
 const KEEP_OUT: usize = 4 * 1024;
+/// Queued bytes from which the actor writes at once when the writer task is idle.
+const WRITE_NOW: usize = 64 * 1024;
 
 /// The frames of a connection, read and decoded in place (a stream of its own rather
 /// than an `unfold`, which moves its state in and out of a future for every frame).
@@ -173,12 +178,24 @@ pub(crate) struct Outbox {
     shutdown: bool,
     /// The writer task has ended (after an error).
     failed: bool,
+    /// The writer task holds bytes it has not finished writing: frames queued now wait
+    /// for it, so that they leave in order.
+    writing: bool,
+    /// The actor wrote bytes that no flush has followed yet.
+    unflushed: bool,
 }
+
+/// The write half of a connection, shared by the writer task (which owns it) and the
+/// actor's handle (which writes through it only when the task is idle).
+type SharedWrite = RefCell<WriteHalf<BoxedSocket>>;
 
 /// The actor's end of a connection's writer: encodes frames into the outbox and wakes
 /// the writer. Dropping it shuts the connection down once the queue is written.
 pub(crate) struct WriterHandle {
     outbox: Rc<RefCell<Outbox>>,
+    /// The write half while the writer task lives (the task holds the only strong
+    /// reference, so the connection's lifetime is the task's).
+    io: Weak<SharedWrite>,
     notify: Rc<Notify>,
     /// The writer task, done once the queue is written and the connection shut down.
     done: Option<tokio::task::JoinHandle<()>>,
@@ -212,6 +229,12 @@ impl WriterHandle {
             return Err(QueueError::Closed);
         }
         let n = buf.len() - before;
+        if buf.len() >= WRITE_NOW && !out.writing {
+            if let Some(io) = self.io.upgrade() {
+                let Outbox { buf, unflushed, .. } = &mut *out;
+                write_now(&io, buf, unflushed);
+            }
+        }
         drop(out);
         self.notify.notify_one();
         Ok(n)
@@ -240,6 +263,36 @@ impl Drop for WriterHandle {
     }
 }
 
+/// Writes as much of `buf` as the socket takes without waiting. What is left (the
+/// socket would block, or failed) stays queued for the writer task, woken next, which
+/// waits under the write timeout and reports a failure.
+fn write_now(io: &SharedWrite, buf: &mut BytesMut, unflushed: &mut bool) {
+    let Ok(mut io) = io.try_borrow_mut() else {
+        return;
+    };
+    let mut cx = Context::from_waker(Waker::noop());
+    while !buf.is_empty() {
+        match Pin::new(&mut *io).poll_write(&mut cx, buf) {
+            Poll::Ready(Ok(n)) if n > 0 => {
+                buf.advance(n);
+                *unflushed = true;
+            }
+            _ => break,
+        }
+    }
+}
+
+/// Writes from `chunk` once the socket takes some of it.
+fn poll_write_chunk(
+    io: &SharedWrite,
+    chunk: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    let n = ready!(Pin::new(&mut *io.borrow_mut()).poll_write(cx, chunk))?;
+    chunk.advance(n);
+    Poll::Ready(Ok(n))
+}
+
 /// Starts the writer of a connection. `on_error` runs if a write fails or makes no
 /// progress within `write_timeout`.
 pub(crate) fn writer(
@@ -255,7 +308,11 @@ pub(crate) fn writer(
         closing: false,
         shutdown: false,
         failed: false,
+        writing: false,
+        unflushed: false,
     }));
+    let io = Rc::new(RefCell::new(io));
+    let handle_io = Rc::downgrade(&io);
     let notify = Rc::new(Notify::new());
     let (task_outbox, task_notify) = (outbox.clone(), notify.clone());
     let done = actix_rt::spawn(async move {
@@ -266,13 +323,14 @@ pub(crate) fn writer(
     });
     WriterHandle {
         outbox,
+        io: handle_io,
         notify,
         done: Some(done),
     }
 }
 
 async fn run_writer(
-    mut io: WriteHalf<BoxedSocket>,
+    io: Rc<SharedWrite>,
     outbox: &RefCell<Outbox>,
     notify: &Notify,
     write_timeout: Duration,
@@ -283,12 +341,25 @@ async fn run_writer(
             write_timeout.as_millis()
         )
     };
+    // Every poll borrows the write half for that poll only: the actor may write
+    // through it between two polls, while nothing is being written here.
+    let flush = |cx: &mut Context<'_>| Pin::new(&mut *io.borrow_mut()).poll_flush(cx);
     loop {
-        let (mut chunk, shutdown) = {
+        let (mut chunk, shutdown, unflushed) = {
             let mut out = outbox.borrow_mut();
-            (std::mem::take(&mut out.buf), out.shutdown)
+            let chunk = std::mem::take(&mut out.buf);
+            out.writing = !chunk.is_empty();
+            let unflushed = std::mem::take(&mut out.unflushed);
+            (chunk, out.shutdown, unflushed)
         };
         if chunk.is_empty() {
+            if unflushed {
+                // The actor's own writes (a no-op for plain TCP; TLS may hold bytes).
+                std::future::poll_fn(flush)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                continue;
+            }
             if shutdown {
                 break;
             }
@@ -298,9 +369,10 @@ async fn run_writer(
         // A write or flush that completes at once (the common case) arms no timer;
         // one that has to wait does so under the write timeout. Both are cancel-safe.
         while chunk.has_remaining() {
-            let n = match io.write_buf(&mut chunk).now_or_never() {
+            let mut write = std::future::poll_fn(|cx| poll_write_chunk(&io, &mut chunk, cx));
+            let n = match (&mut write).now_or_never() {
                 Some(written) => written,
-                None => actix_rt::time::timeout(write_timeout, io.write_buf(&mut chunk))
+                None => actix_rt::time::timeout(write_timeout, write)
                     .await
                     .map_err(timed_out)?,
             }
@@ -309,20 +381,23 @@ async fn run_writer(
                 return Err("connection closed while writing".into());
             }
         }
-        match io.flush().now_or_never() {
+        let mut flushing = std::future::poll_fn(flush);
+        match (&mut flushing).now_or_never() {
             Some(flushed) => flushed,
-            None => actix_rt::time::timeout(write_timeout, io.flush())
+            None => actix_rt::time::timeout(write_timeout, flushing)
                 .await
                 .map_err(timed_out)?,
         }
         .map_err(|e| e.to_string())?;
         chunk.clear();
         let mut out = outbox.borrow_mut();
+        out.writing = false;
         if out.buf.is_empty() && chunk.capacity() <= KEEP_OUT {
             out.buf = chunk; // reuse the allocation
         }
     }
-    let _ = actix_rt::time::timeout(write_timeout, io.shutdown()).await;
+    let shut = std::future::poll_fn(|cx| Pin::new(&mut *io.borrow_mut()).poll_shutdown(cx));
+    let _ = actix_rt::time::timeout(write_timeout, shut).await;
     Ok(())
 }
 
@@ -343,4 +418,270 @@ pub(crate) fn split(
     let stream = SharedFrames::new(Box::pin(frames(read_half, codec, leftover)));
     let writer = writer(write_half, send_buffer, write_timeout, on_write_error);
     (stream, writer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    /// A connected loopback pair: the far end (blocking, reads bounded by [`WAIT`]) and
+    /// our end, boxed as awc hands it over.
+    fn pair() -> (std::net::TcpStream, BoxedSocket) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let ours =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (theirs, _) = listener.accept().expect("accept");
+        theirs.set_read_timeout(Some(WAIT)).expect("read timeout");
+        ours.set_nonblocking(true).expect("nonblocking");
+        let ours = actix_rt::net::TcpStream::from_std(ours).expect("register");
+        (theirs, Box::new(ours))
+    }
+
+    /// The far end's bytes, decoded as the client's frames.
+    fn decode(bytes: &[u8]) -> Vec<String> {
+        let mut codec = ws::Codec::new().max_size(1 << 20);
+        let mut buf = BytesMut::from(bytes);
+        let mut texts = Vec::new();
+        while let Some(frame) = codec.decode(&mut buf).expect("a valid frame") {
+            match frame {
+                ws::Frame::Text(t) => texts.push(String::from_utf8(t.to_vec()).expect("utf-8")),
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+        assert!(buf.is_empty(), "{} bytes of a partial frame", buf.len());
+        texts
+    }
+
+    /// Queues a frame and lets the writer task write it to the far end, which reads it.
+    async fn written_by_the_task(handle: &WriterHandle, theirs: &mut std::net::TcpStream) {
+        let frame = ws::Message::Text("first".into());
+        let len = handle.queue(frame, true).expect("queued");
+        theirs.set_nonblocking(true).expect("nonblocking");
+        let mut got = Vec::new();
+        tokio::time::timeout(WAIT, async {
+            while got.len() < len {
+                tokio::task::yield_now().await;
+                let mut buf = [0; 64];
+                match theirs.read(&mut buf) {
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("read: {e}"),
+                }
+            }
+        })
+        .await
+        .expect("the writer task writes the first frame");
+        theirs.set_nonblocking(false).expect("blocking");
+        assert_eq!(decode(&got), ["first"]);
+    }
+
+    /// Frames queued in one turn of the actor (the writer task cannot run in between)
+    /// reach the socket within that turn once they pass `WRITE_NOW`, and every frame
+    /// arrives once and in order, whichever of the two wrote it.
+    #[actix_rt::test]
+    async fn a_long_burst_is_written_within_the_turn_that_queues_it_and_in_order() {
+        let (mut theirs, ours) = pair();
+        let (_read, write) = tokio::io::split(ours);
+        let mut handle = writer(write, usize::MAX, WAIT, |e| panic!("writer failed: {e}"));
+        // As after a handshake, the runtime has seen the socket writable once.
+        written_by_the_task(&handle, &mut theirs).await;
+        let texts: Vec<String> = (0..200)
+            .map(|i| format!("{i:04}{}", "x".repeat(996)))
+            .collect();
+        let mut queued = 0;
+        for text in &texts {
+            queued += handle
+                .queue(ws::Message::Text(text.clone().into()), true)
+                .expect("queued");
+        }
+        assert!(queued > 2 * WRITE_NOW, "{queued} bytes");
+        // Still the same turn: what the far end can read now, the actor wrote.
+        let mut early = vec![0; queued];
+        let n = theirs.read(&mut early).expect("bytes before the turn ends");
+        assert!(
+            n >= WRITE_NOW,
+            "only {n} bytes on the wire before the turn ended"
+        );
+        early.truncate(n);
+        // The writer task writes the rest, and shuts the connection down on drop.
+        let done = handle.take_done().expect("the writer task");
+        drop(handle);
+        tokio::time::timeout(WAIT, done)
+            .await
+            .expect("the writer ends")
+            .expect("the writer task");
+        let mut rest = Vec::new();
+        theirs
+            .read_to_end(&mut rest)
+            .expect("the rest, then end of stream");
+        early.extend_from_slice(&rest);
+        assert_eq!(decode(&early), texts);
+    }
+
+    /// A write end that takes at most `room` bytes and otherwise waits; opening it
+    /// wakes nobody, as when the socket drains while the runtime is busy elsewhere.
+    /// With `hold`, written bytes reach `out` only at a flush (as TLS may keep them).
+    #[derive(Default)]
+    struct Gate {
+        room: Rc<std::cell::Cell<usize>>,
+        out: Rc<RefCell<Vec<u8>>>,
+        waker: Rc<RefCell<Option<std::task::Waker>>>,
+        hold: bool,
+        held: Vec<u8>,
+    }
+
+    impl AsyncWrite for Gate {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let n = buf.len().min(self.room.get());
+            if n == 0 {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            self.room.set(self.room.get() - n);
+            if self.hold {
+                self.get_mut().held.extend_from_slice(&buf[..n]);
+            } else {
+                self.out.borrow_mut().extend_from_slice(&buf[..n]);
+            }
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            let this = self.get_mut();
+            this.out.borrow_mut().append(&mut this.held);
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl tokio::io::AsyncRead for Gate {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    /// While the writer task holds bytes the socket would not take, frames queued after
+    /// them wait behind them, even when the socket has room again before the task runs.
+    #[actix_rt::test]
+    async fn frames_queued_while_the_task_is_writing_wait_behind_its_bytes() {
+        let gate = Gate::default();
+        let (room, out, waker) = (gate.room.clone(), gate.out.clone(), gate.waker.clone());
+        let (_read, write) = tokio::io::split(Box::new(gate) as BoxedSocket);
+        let mut handle = writer(write, usize::MAX, WAIT, |e| panic!("writer failed: {e}"));
+        let frame = |i: usize| format!("{i:04}{}", "z".repeat(996));
+        let mut texts = Vec::new();
+        let mut queue = |range: std::ops::Range<usize>, handle: &WriterHandle| {
+            for i in range {
+                texts.push(frame(i));
+                handle
+                    .queue(ws::Message::Text(frame(i).into()), true)
+                    .expect("queued");
+            }
+        };
+        // The socket takes nothing: the burst waits, and the task takes it in hand.
+        queue(0..100, &handle);
+        tokio::time::timeout(WAIT, async {
+            while !handle.outbox.borrow().writing {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the writer task waits with the burst in hand");
+        // Room again, and in the same turn a second burst.
+        room.set(usize::MAX);
+        queue(100..200, &handle);
+        assert!(
+            out.borrow().is_empty(),
+            "the second burst overtook the first"
+        );
+        if let Some(w) = waker.borrow_mut().take() {
+            w.wake();
+        }
+        let done = handle.take_done().expect("the writer task");
+        drop(handle);
+        tokio::time::timeout(WAIT, done)
+            .await
+            .expect("the writer ends")
+            .expect("the writer task");
+        assert_eq!(decode(&out.borrow()), texts);
+    }
+
+    /// A burst the actor wrote itself is flushed by the writer task, for a stream that
+    /// keeps written bytes until then (TLS), with the connection still open.
+    #[actix_rt::test]
+    async fn what_the_actor_writes_is_flushed_by_the_task() {
+        let gate = Gate {
+            hold: true,
+            ..Gate::default()
+        };
+        gate.room.set(usize::MAX);
+        let out = gate.out.clone();
+        let (_read, write) = tokio::io::split(Box::new(gate) as BoxedSocket);
+        let handle = writer(write, usize::MAX, WAIT, |e| panic!("writer failed: {e}"));
+        // Frames of 1008 bytes: the 66th passes `WRITE_NOW`, and the actor writes all.
+        let texts: Vec<String> = (0..66)
+            .map(|i| format!("{i:04}{}", "w".repeat(996)))
+            .collect();
+        for text in &texts {
+            handle
+                .queue(ws::Message::Text(text.clone().into()), true)
+                .expect("queued");
+        }
+        assert!(handle.outbox.borrow().buf.is_empty(), "the actor wrote all");
+        assert!(out.borrow().is_empty(), "held until a flush");
+        tokio::time::timeout(WAIT, async {
+            while decode(&out.borrow()).len() < texts.len() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the burst is flushed while the connection stays open");
+        assert_eq!(decode(&out.borrow()), texts);
+    }
+
+    /// Below `WRITE_NOW` frames wait for the writer task, and leave together.
+    #[actix_rt::test]
+    async fn a_short_burst_waits_for_the_writer_task() {
+        let (mut theirs, ours) = pair();
+        let (_read, write) = tokio::io::split(ours);
+        let mut handle = writer(write, usize::MAX, WAIT, |e| panic!("writer failed: {e}"));
+        written_by_the_task(&handle, &mut theirs).await;
+        let texts: Vec<String> = (0..10).map(|i| format!("frame {i}")).collect();
+        for text in &texts {
+            handle
+                .queue(ws::Message::Text(text.clone().into()), true)
+                .expect("queued");
+        }
+        theirs.set_nonblocking(true).expect("nonblocking");
+        let mut buf = [0; 1024];
+        let early = theirs.read(&mut buf);
+        assert!(
+            matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "{early:?}"
+        );
+        theirs.set_nonblocking(false).expect("blocking");
+        let done = handle.take_done().expect("the writer task");
+        drop(handle);
+        tokio::time::timeout(WAIT, done)
+            .await
+            .expect("the writer ends")
+            .expect("the writer task");
+        let mut all = Vec::new();
+        theirs
+            .read_to_end(&mut all)
+            .expect("all, then end of stream");
+        assert_eq!(decode(&all), texts);
+    }
 }
