@@ -335,15 +335,9 @@ async fn run_writer(
     notify: &Notify,
     write_timeout: Duration,
 ) -> Result<(), String> {
-    let timed_out = |_| {
-        format!(
-            "no progress within the write timeout ({} ms)",
-            write_timeout.as_millis()
-        )
-    };
     // Every poll borrows the write half for that poll only: the actor may write
     // through it between two polls, while nothing is being written here.
-    let flush = |cx: &mut Context<'_>| Pin::new(&mut *io.borrow_mut()).poll_flush(cx);
+    let flush = || std::future::poll_fn(|cx| Pin::new(&mut *io.borrow_mut()).poll_flush(cx));
     loop {
         let (mut chunk, shutdown, unflushed) = {
             let mut out = outbox.borrow_mut();
@@ -355,9 +349,7 @@ async fn run_writer(
         if chunk.is_empty() {
             if unflushed {
                 // The actor's own writes (a no-op for plain TCP; TLS may hold bytes).
-                std::future::poll_fn(flush)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                at_once_or_within(write_timeout, flush()).await?;
                 continue;
             }
             if shutdown {
@@ -366,29 +358,13 @@ async fn run_writer(
             notify.notified().await;
             continue;
         }
-        // A write or flush that completes at once (the common case) arms no timer;
-        // one that has to wait does so under the write timeout. Both are cancel-safe.
         while chunk.has_remaining() {
-            let mut write = std::future::poll_fn(|cx| poll_write_chunk(&io, &mut chunk, cx));
-            let n = match (&mut write).now_or_never() {
-                Some(written) => written,
-                None => actix_rt::time::timeout(write_timeout, write)
-                    .await
-                    .map_err(timed_out)?,
-            }
-            .map_err(|e| e.to_string())?;
-            if n == 0 {
+            let write = std::future::poll_fn(|cx| poll_write_chunk(&io, &mut chunk, cx));
+            if at_once_or_within(write_timeout, write).await? == 0 {
                 return Err("connection closed while writing".into());
             }
         }
-        let mut flushing = std::future::poll_fn(flush);
-        match (&mut flushing).now_or_never() {
-            Some(flushed) => flushed,
-            None => actix_rt::time::timeout(write_timeout, flushing)
-                .await
-                .map_err(timed_out)?,
-        }
-        .map_err(|e| e.to_string())?;
+        at_once_or_within(write_timeout, flush()).await?;
         chunk.clear();
         let mut out = outbox.borrow_mut();
         out.writing = false;
@@ -399,6 +375,27 @@ async fn run_writer(
     let shut = std::future::poll_fn(|cx| Pin::new(&mut *io.borrow_mut()).poll_shutdown(cx));
     let _ = actix_rt::time::timeout(write_timeout, shut).await;
     Ok(())
+}
+
+/// Runs a write or a flush: one that completes at once (the common case) arms no
+/// timer; one that has to wait does so under the write timeout. Both are cancel-safe.
+async fn at_once_or_within<T>(
+    write_timeout: Duration,
+    op: impl Future<Output = std::io::Result<T>>,
+) -> Result<T, String> {
+    let mut op = std::pin::pin!(op);
+    match (&mut op).now_or_never() {
+        Some(done) => done,
+        None => actix_rt::time::timeout(write_timeout, op)
+            .await
+            .map_err(|_| {
+                format!(
+                    "no progress within the write timeout ({} ms)",
+                    write_timeout.as_millis()
+                )
+            })?,
+    }
+    .map_err(|e| e.to_string())
 }
 
 /// Splits an upgraded connection into its frame stream and its writer.
@@ -531,6 +528,8 @@ mod tests {
         waker: Rc<RefCell<Option<std::task::Waker>>>,
         hold: bool,
         held: Vec<u8>,
+        /// A flush never completes.
+        stuck: bool,
     }
 
     impl AsyncWrite for Gate {
@@ -553,6 +552,9 @@ mod tests {
             Poll::Ready(Ok(n))
         }
         fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            if self.stuck {
+                return Poll::Pending;
+            }
             let this = self.get_mut();
             this.out.borrow_mut().append(&mut this.held);
             Poll::Ready(Ok(()))
@@ -649,6 +651,35 @@ mod tests {
         .await
         .expect("the burst is flushed while the connection stays open");
         assert_eq!(decode(&out.borrow()), texts);
+    }
+
+    /// A flush of the actor's writes that never completes fails the connection within
+    /// the write timeout.
+    #[actix_rt::test]
+    async fn a_flush_of_the_actors_writes_is_bounded_by_the_write_timeout() {
+        let gate = Gate {
+            hold: true,
+            stuck: true,
+            ..Gate::default()
+        };
+        gate.room.set(usize::MAX);
+        let (_read, write) = tokio::io::split(Box::new(gate) as BoxedSocket);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let handle = writer(write, usize::MAX, Duration::from_millis(50), move |e| {
+            let _ = tx.send(e);
+        });
+        for i in 0..66 {
+            let text = format!("{i:04}{}", "v".repeat(996));
+            handle
+                .queue(ws::Message::Text(text.into()), true)
+                .expect("queued");
+        }
+        assert!(handle.outbox.borrow().buf.is_empty(), "the actor wrote all");
+        let error = tokio::time::timeout(WAIT, rx)
+            .await
+            .expect("the writer fails within the write timeout")
+            .expect("the error");
+        assert!(error.contains("write timeout"), "{error}");
     }
 
     /// Below `WRITE_NOW` frames wait for the writer task, and leave together.
