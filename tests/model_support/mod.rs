@@ -43,6 +43,9 @@ pub const SHORT_REQUEST_TIMEOUT: Duration = Duration::from_millis(150);
 pub const CASE_LIMIT: Duration = Duration::from_secs(60);
 /// The longest any single wait of the harness may take.
 const WAIT: Duration = Duration::from_secs(10);
+/// The padding of a big push: its frame passes the 64 KiB from which the actor writes
+/// a burst itself.
+const BIG_PUSH: usize = 70 * 1024;
 /// Bound of the callback channel (a sequence records far fewer events).
 const EVENTS_CAP: usize = 100_000;
 
@@ -73,7 +76,8 @@ pub enum Op {
     Join { topic: u8, params: u8 },
     /// `Leave` of `room:{topic}`.
     Leave { topic: u8 },
-    /// A push of `echo` (or of `sleep` 30 ms when `slow`) with a unique id.
+    /// A push of `echo` (or of `sleep` 30 ms when `slow`) with a unique id; every
+    /// third push of a sequence carries [`BIG_PUSH`] bytes more.
     Push { topic: u8, via: Via, slow: bool },
     /// The `Disconnect` message.
     Disconnect,
@@ -1022,8 +1026,15 @@ impl Harness {
                 } else {
                     Expect::NotJoined
                 };
+                // Every third push is a frame over 64 KiB, which the actor writes to
+                // the socket itself when the writer task is idle.
                 let (event, payload) = if slow {
                     ("sleep", json!({ "id": push_id, "ms": 30 }))
+                } else if push_id % 3 == 1 {
+                    (
+                        "echo",
+                        json!({ "id": push_id, "pad": "x".repeat(BIG_PUSH) }),
+                    )
                 } else {
                     ("echo", json!({ "id": push_id }))
                 };
