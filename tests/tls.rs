@@ -82,6 +82,25 @@ async fn a_self_signed_server_is_accepted_with_its_root_configured_and_topics_su
     assert_eq!(status.connects, 2);
 }
 
+/// Pushes whose frames pass 64 KiB, which the actor writes itself, reach the server
+/// over TLS and come back whole. (The flush that TLS may need after such a write is
+/// checked in the transport's unit tests, with a stream that holds bytes until then.)
+#[actix_rt::test]
+async fn pushes_over_64_kib_go_through_tls_whole() {
+    let (server, cert) = tls_server(&["127.0.0.1", "localhost"]).await;
+    let config = config(&server).tls_root_certificates(vec![cert]);
+    let (addr, _events) = start(config);
+    addr.join("room:tls", json!({})).await.unwrap();
+    for size in [70 * 1024, 200 * 1024, 1024 * 1024] {
+        let payload = json!({"pad": "t".repeat(size)});
+        let reply = addr
+            .push("room:tls", "echo", payload.clone())
+            .await
+            .unwrap();
+        assert_eq!(reply.response, Payload::Json(payload), "{size} bytes");
+    }
+}
+
 #[actix_rt::test]
 async fn a_certificate_for_another_name_is_rejected_even_from_a_trusted_root() {
     let (server, cert) = tls_server(&["example.com"]).await;
