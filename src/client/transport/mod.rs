@@ -452,6 +452,36 @@ mod tests {
         texts
     }
 
+    /// `n` text frames of 1000 bytes (1008 on the wire), numbered from `from`.
+    fn texts(from: usize, n: usize) -> Vec<String> {
+        (from..from + n)
+            .map(|i| format!("{i:04}{}", "x".repeat(996)))
+            .collect()
+    }
+
+    /// Queues each text as a frame; returns the bytes queued.
+    fn queue_all(handle: &WriterHandle, texts: &[String]) -> usize {
+        texts
+            .iter()
+            .map(|t| {
+                handle
+                    .queue(ws::Message::Text(t.clone().into()), true)
+                    .expect("queued")
+            })
+            .sum()
+    }
+
+    /// Drops the handle and waits until the writer task has written everything and
+    /// shut the connection down.
+    async fn finish(mut handle: WriterHandle) {
+        let done = handle.take_done().expect("the writer task");
+        drop(handle);
+        tokio::time::timeout(WAIT, done)
+            .await
+            .expect("the writer ends")
+            .expect("the writer task");
+    }
+
     /// Queues a frame and lets the writer task write it to the far end, which reads it.
     async fn written_by_the_task(handle: &WriterHandle, theirs: &mut std::net::TcpStream) {
         let frame = ws::Message::Text("first".into());
@@ -482,18 +512,11 @@ mod tests {
     async fn a_long_burst_is_written_within_the_turn_that_queues_it_and_in_order() {
         let (mut theirs, ours) = pair();
         let (_read, write) = tokio::io::split(ours);
-        let mut handle = writer(write, usize::MAX, WAIT, |e| panic!("writer failed: {e}"));
+        let handle = writer(write, usize::MAX, WAIT, |e| panic!("writer failed: {e}"));
         // As after a handshake, the runtime has seen the socket writable once.
         written_by_the_task(&handle, &mut theirs).await;
-        let texts: Vec<String> = (0..200)
-            .map(|i| format!("{i:04}{}", "x".repeat(996)))
-            .collect();
-        let mut queued = 0;
-        for text in &texts {
-            queued += handle
-                .queue(ws::Message::Text(text.clone().into()), true)
-                .expect("queued");
-        }
+        let texts = texts(0, 200);
+        let queued = queue_all(&handle, &texts);
         assert!(queued > 2 * WRITE_NOW, "{queued} bytes");
         // Still the same turn: what the far end can read now, the actor wrote.
         let mut early = vec![0; queued];
@@ -504,12 +527,7 @@ mod tests {
         );
         early.truncate(n);
         // The writer task writes the rest, and shuts the connection down on drop.
-        let done = handle.take_done().expect("the writer task");
-        drop(handle);
-        tokio::time::timeout(WAIT, done)
-            .await
-            .expect("the writer ends")
-            .expect("the writer task");
+        finish(handle).await;
         let mut rest = Vec::new();
         theirs
             .read_to_end(&mut rest)
@@ -581,19 +599,10 @@ mod tests {
         let gate = Gate::default();
         let (room, out, waker) = (gate.room.clone(), gate.out.clone(), gate.waker.clone());
         let (_read, write) = tokio::io::split(Box::new(gate) as BoxedSocket);
-        let mut handle = writer(write, usize::MAX, WAIT, |e| panic!("writer failed: {e}"));
-        let frame = |i: usize| format!("{i:04}{}", "z".repeat(996));
-        let mut texts = Vec::new();
-        let mut queue = |range: std::ops::Range<usize>, handle: &WriterHandle| {
-            for i in range {
-                texts.push(frame(i));
-                handle
-                    .queue(ws::Message::Text(frame(i).into()), true)
-                    .expect("queued");
-            }
-        };
+        let handle = writer(write, usize::MAX, WAIT, |e| panic!("writer failed: {e}"));
+        let (first, second) = (texts(0, 100), texts(100, 100));
         // The socket takes nothing: the burst waits, and the task takes it in hand.
-        queue(0..100, &handle);
+        queue_all(&handle, &first);
         tokio::time::timeout(WAIT, async {
             while !handle.outbox.borrow().writing {
                 tokio::task::yield_now().await;
@@ -603,7 +612,7 @@ mod tests {
         .expect("the writer task waits with the burst in hand");
         // Room again, and in the same turn a second burst.
         room.set(usize::MAX);
-        queue(100..200, &handle);
+        queue_all(&handle, &second);
         assert!(
             out.borrow().is_empty(),
             "the second burst overtook the first"
@@ -611,13 +620,8 @@ mod tests {
         if let Some(w) = waker.borrow_mut().take() {
             w.wake();
         }
-        let done = handle.take_done().expect("the writer task");
-        drop(handle);
-        tokio::time::timeout(WAIT, done)
-            .await
-            .expect("the writer ends")
-            .expect("the writer task");
-        assert_eq!(decode(&out.borrow()), texts);
+        finish(handle).await;
+        assert_eq!(decode(&out.borrow()), [first, second].concat());
     }
 
     /// A burst the actor wrote itself is flushed by the writer task, for a stream that
@@ -633,14 +637,8 @@ mod tests {
         let (_read, write) = tokio::io::split(Box::new(gate) as BoxedSocket);
         let handle = writer(write, usize::MAX, WAIT, |e| panic!("writer failed: {e}"));
         // Frames of 1008 bytes: the 66th passes `WRITE_NOW`, and the actor writes all.
-        let texts: Vec<String> = (0..66)
-            .map(|i| format!("{i:04}{}", "w".repeat(996)))
-            .collect();
-        for text in &texts {
-            handle
-                .queue(ws::Message::Text(text.clone().into()), true)
-                .expect("queued");
-        }
+        let texts = texts(0, 66);
+        queue_all(&handle, &texts);
         assert!(handle.outbox.borrow().buf.is_empty(), "the actor wrote all");
         assert!(out.borrow().is_empty(), "held until a flush");
         tokio::time::timeout(WAIT, async {
@@ -668,12 +666,7 @@ mod tests {
         let handle = writer(write, usize::MAX, Duration::from_millis(50), move |e| {
             let _ = tx.send(e);
         });
-        for i in 0..66 {
-            let text = format!("{i:04}{}", "v".repeat(996));
-            handle
-                .queue(ws::Message::Text(text.into()), true)
-                .expect("queued");
-        }
+        queue_all(&handle, &texts(0, 66));
         assert!(handle.outbox.borrow().buf.is_empty(), "the actor wrote all");
         let error = tokio::time::timeout(WAIT, rx)
             .await
@@ -687,14 +680,10 @@ mod tests {
     async fn a_short_burst_waits_for_the_writer_task() {
         let (mut theirs, ours) = pair();
         let (_read, write) = tokio::io::split(ours);
-        let mut handle = writer(write, usize::MAX, WAIT, |e| panic!("writer failed: {e}"));
+        let handle = writer(write, usize::MAX, WAIT, |e| panic!("writer failed: {e}"));
         written_by_the_task(&handle, &mut theirs).await;
-        let texts: Vec<String> = (0..10).map(|i| format!("frame {i}")).collect();
-        for text in &texts {
-            handle
-                .queue(ws::Message::Text(text.clone().into()), true)
-                .expect("queued");
-        }
+        let texts = texts(0, 10);
+        queue_all(&handle, &texts);
         theirs.set_nonblocking(true).expect("nonblocking");
         let mut buf = [0; 1024];
         let early = theirs.read(&mut buf);
@@ -703,12 +692,7 @@ mod tests {
             "{early:?}"
         );
         theirs.set_nonblocking(false).expect("blocking");
-        let done = handle.take_done().expect("the writer task");
-        drop(handle);
-        tokio::time::timeout(WAIT, done)
-            .await
-            .expect("the writer ends")
-            .expect("the writer task");
+        finish(handle).await;
         let mut all = Vec::new();
         theirs
             .read_to_end(&mut all)
