@@ -357,9 +357,10 @@ pub struct Config {
     /// so that during a flood of small frames the window closes between two reads and
     /// the server's one-frame writes merge into large segments: on the bench's
     /// Phoenix-like server, about twice the messages per second at two thirds of the
-    /// client's CPU. The first read of large frames (over 1 KiB on average) gives the
-    /// buffer a large size for the rest of the connection. A server on another host is
-    /// never offered a small window.
+    /// client's CPU. The buffer gets a large size for the rest of the connection when
+    /// the first flood arrives in large segments (a server that writes in bursts) or
+    /// at the first read of large frames (over 1 KiB on average). A server on another
+    /// host is never offered a small window.
     pub coalesce_reads: bool,
 }
 

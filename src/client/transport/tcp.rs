@@ -24,11 +24,15 @@
 //! in its send queue and leave as large segments. So a stream to a server on this host
 //! starts with a small receive buffer (`SO_RCVBUF` [`SMALL_RCVBUF`]): during a flood of
 //! small frames the window closes between two reads, and the server sends what it
-//! queued meanwhile in a few segments. A small window slows large frames down, so the
-//! first read whose frames are large (over [`SMALL_FRAME`] bytes on average, as the
-//! frame reader above reports through [`reading`]) gives the buffer a large size for
-//! the rest of the connection. A server on another host never sees a small window: on
-//! a real network it would cap the rate at window ÷ round trip.
+//! queued meanwhile in a few segments. (Shrinking the buffer once a flood has begun
+//! does not do it: the window the kernel has already offered stays open.) The buffer
+//! gets a large size for the rest of the connection as soon as it cannot help: when
+//! the first flood's segments averaged over [`SMALL_SEGMENT`] bytes since the connect
+//! (a server that writes in bursts, whose writes a small window only slows down), or
+//! at the first read of large frames (over [`SMALL_FRAME`] bytes on average, as the
+//! frame reader above reports through [`reading`]). A server on another host never
+//! sees a small window: on a real network it would cap the rate at window ÷ round
+//! trip.
 
 use std::cell::Cell;
 use std::fmt;
@@ -62,6 +66,9 @@ const SMALL_RCVBUF: usize = 32 * 1024;
 const LARGE_RCVBUF: usize = 2 * 1024 * 1024;
 /// The largest mean frame, in bytes, that keeps the buffer small.
 pub(crate) const SMALL_FRAME: usize = 1024;
+/// The largest mean received segment, in bytes, at the first flood that keeps the
+/// buffer small.
+const SMALL_SEGMENT: u64 = 1024;
 
 thread_local! {
     /// What the frame reader says of the frames it last read, while it reads.
@@ -128,6 +135,8 @@ pub(crate) struct Tcp {
     flood: Option<Flood>,
     /// The receive buffer is the small one of a stream to a server on this host.
     small_rcvbuf: bool,
+    /// A flood has been seen (the small buffer's first check is done).
+    flooded: bool,
 }
 
 /// The read-coalescing state of one stream.
@@ -158,6 +167,7 @@ impl Tcp {
             io,
             flood,
             small_rcvbuf,
+            flooded: false,
         }
     }
 
@@ -173,15 +183,32 @@ impl Tcp {
     /// receive buffer its large size, for good.
     fn frames_read(&mut self, small_frames: Option<bool>) {
         if self.small_rcvbuf && small_frames == Some(false) {
-            self.small_rcvbuf = false;
-            log::trace!(target: crate::logging::WIRE, "large frames: SO_RCVBUF {LARGE_RCVBUF}");
-            // The small buffer also held the window's clamp down, and a locked buffer
-            // no longer moves it: without raising it the window stays at 64 KiB.
-            if let Err(e) = set_rcvbuf(&self.io, LARGE_RCVBUF)
-                .and_then(|()| set_window_clamp(&self.io, 2 * LARGE_RCVBUF))
-            {
-                log::debug!("SO_RCVBUF {LARGE_RCVBUF}: {e}");
-            }
+            self.enlarge("large frames");
+        }
+    }
+
+    /// A flood has begun: if the server's segments were large so far, it writes in
+    /// bursts, and the small buffer only slows it down.
+    fn first_flood(&mut self) {
+        if !self.small_rcvbuf || std::mem::replace(&mut self.flooded, true) {
+            return;
+        }
+        match received(&self.io) {
+            Some((bytes, segments)) if segments > 0 && bytes / segments <= SMALL_SEGMENT => {}
+            _ => self.enlarge("a flood of large segments"),
+        }
+    }
+
+    /// Gives the receive buffer its large size for the rest of the connection.
+    fn enlarge(&mut self, why: &str) {
+        self.small_rcvbuf = false;
+        log::trace!(target: crate::logging::WIRE, "{why}: SO_RCVBUF {LARGE_RCVBUF}");
+        // The small buffer also held the window's clamp down, and a locked buffer no
+        // longer moves it: without raising it the window would stay at 64 KiB.
+        if let Err(e) = set_rcvbuf(&self.io, LARGE_RCVBUF)
+            .and_then(|()| set_window_clamp(&self.io, 2 * LARGE_RCVBUF))
+        {
+            log::debug!("SO_RCVBUF {LARGE_RCVBUF}: {e}");
         }
     }
 
@@ -209,6 +236,7 @@ impl Tcp {
                         flood.window_bytes
                     );
                     flood.raised_until = Some(now + WINDOW);
+                    self.first_flood();
                 }
                 Err(e) => {
                     log::debug!("read coalescing off for this connection: SO_RCVLOWAT: {e}");
@@ -281,6 +309,36 @@ fn same_host(io: &TcpStream) -> bool {
         (Ok(peer), Ok(local)) => is_same_host(peer.ip(), local.ip()),
         _ => false,
     }
+}
+
+/// Bytes and data segments received so far (`TCP_INFO`), where the kernel says.
+#[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
+fn received(io: &TcpStream) -> Option<(u64, u64)> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `tcp_info` is plain integers, for which all zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the descriptor is the stream's own, and getsockopt writes at most `len`
+    // bytes into `info`, which is that large.
+    let rc = unsafe {
+        libc::getsockopt(
+            io.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            std::ptr::from_mut(&mut info).cast(),
+            &mut len,
+        )
+    };
+    // An older kernel fills in less: without the counters, nothing is known.
+    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_data_segs_in)
+        + std::mem::size_of_val(&info.tcpi_data_segs_in);
+    (rc == 0 && len as usize >= needed)
+        .then_some((info.tcpi_bytes_received, u64::from(info.tcpi_data_segs_in)))
+}
+
+#[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
+fn received(_io: &TcpStream) -> Option<(u64, u64)> {
+    None
 }
 
 /// A loopback address, or the socket's own address, is this host.
@@ -626,6 +684,30 @@ mod tests {
         theirs.write_all(&[3; 100]).await.expect("write");
         read_told(&mut tcp, Some(true)).await;
         assert_eq!(rcvbuf(&tcp.io), large);
+    }
+
+    #[actix_rt::test]
+    async fn a_first_flood_of_small_segments_keeps_the_buffer_small() {
+        let (mut theirs, mut tcp) = pair(true).await;
+        theirs.set_nodelay(true).expect("nodelay");
+        // One frame per write, as a Phoenix node sends them: a segment each.
+        for _ in 0..200 {
+            theirs.write_all(&[1; 100]).await.expect("write");
+        }
+        read_n(&mut tcp, 20_000).await;
+        assert!(tcp.is_raised(), "20 000 bytes at once are a flood");
+        assert_eq!(rcvbuf(&tcp.io), 2 * SMALL_RCVBUF);
+    }
+
+    #[actix_rt::test]
+    async fn a_first_flood_of_large_segments_makes_the_buffer_large() {
+        let (mut theirs, mut tcp) = pair(true).await;
+        // A server that writes in bursts.
+        theirs.write_all(&[1; 48 * 1024]).await.expect("write");
+        read_n(&mut tcp, 48 * 1024).await;
+        assert!(tcp.is_raised(), "48 KiB at once are a flood");
+        assert!(rcvbuf(&tcp.io) > 2 * SMALL_RCVBUF, "{}", rcvbuf(&tcp.io));
+        assert!(window_clamp(&tcp.io) > 2 * SMALL_RCVBUF);
     }
 
     #[actix_rt::test]
