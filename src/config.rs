@@ -351,16 +351,6 @@ pub struct Config {
     /// Below that rate nothing changes; a server push that arrives right after a
     /// flood can wait about 1–3 ms more (one millisecond window, rounded up by the
     /// runtime's timer). Turn it off when those milliseconds count more than CPU.
-    ///
-    /// With it, a connection to a server on the same host (a loopback address, or the
-    /// socket's own address) also starts with a 64 KiB receive buffer (`SO_RCVBUF`),
-    /// so that during a flood of small frames the window closes between two reads and
-    /// the server's one-frame writes merge into large segments: on the bench's
-    /// Phoenix-like server, about twice the messages per second at two thirds of the
-    /// client's CPU. The buffer gets a large size for the rest of the connection when
-    /// the first flood arrives in large segments (a server that writes in bursts) or
-    /// at the first read of large frames (over 1 KiB on average). A server on another
-    /// host is never offered a small window.
     pub coalesce_reads: bool,
 }
 

@@ -62,12 +62,6 @@ struct Reader {
     codec: FrameGuard,
     buf: BytesMut,
     read_size: usize,
-    /// Frames decoded, and their bytes, since the last read that returned data: the
-    /// socket is told whether they were small (see [`tcp::reading`]).
-    frames_since_read: usize,
-    bytes_since_read: usize,
-    /// A read has returned data.
-    read_any: bool,
     /// After the first error or the end of the stream.
     done: bool,
 }
@@ -83,9 +77,6 @@ pub(crate) fn frames(
         codec,
         buf: BytesMut::from(leftover),
         read_size: MIN_READ,
-        frames_since_read: 0,
-        bytes_since_read: 0,
-        read_any: false,
         done: false,
     }
 }
@@ -99,11 +90,8 @@ impl Stream for Reader {
             return Poll::Ready(None);
         }
         loop {
-            let before = r.buf.len();
             match r.codec.decode(&mut r.buf) {
                 Ok(Some(frame)) => {
-                    r.frames_since_read += 1;
-                    r.bytes_since_read += before - r.buf.len();
                     if r.buf.is_empty() && r.buf.capacity() > MIN_READ * 4 {
                         r.buf = BytesMut::new(); // idle again: give the memory back
                     }
@@ -119,25 +107,14 @@ impl Stream for Reader {
                 r.buf.reserve(r.read_size);
             }
             let spare = r.buf.capacity() - r.buf.len();
-            // Small when the last read's data held whole frames of at most
-            // `tcp::SMALL_FRAME` bytes on average (a frame larger than a read is not);
-            // unknown before the first read.
-            let small = r.read_any.then(|| {
-                r.frames_since_read > 0
-                    && r.bytes_since_read / r.frames_since_read <= tcp::SMALL_FRAME
-            });
             // `read_buf` is cancel-safe: a read that is not ready reads nothing.
-            let read = tcp::reading(small, || std::pin::pin!(r.io.read_buf(&mut r.buf)).poll(cx));
-            match read {
+            match std::pin::pin!(r.io.read_buf(&mut r.buf)).poll(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => {
                     r.done = true;
                     return Poll::Ready(None);
                 }
                 Poll::Ready(Ok(n)) => {
-                    r.read_any = true;
-                    r.frames_since_read = 0;
-                    r.bytes_since_read = 0;
                     r.read_size = if n == spare {
                         (r.read_size * 2).min(MAX_READ)
                     } else if n < r.read_size / 4 {
@@ -721,97 +698,5 @@ mod tests {
             .read_to_end(&mut all)
             .expect("all, then end of stream");
         assert_eq!(decode(&all), texts);
-    }
-
-    /// At one read: the bytes served before it, and what the reader told.
-    type Told = (usize, Option<bool>);
-
-    /// A read end that serves fixed chunks (each at most what the reader asks for) and
-    /// records, at every read, what the frame reader tells the stream under it.
-    struct Feed {
-        chunks: std::collections::VecDeque<Vec<u8>>,
-        told: Rc<RefCell<Vec<Told>>>,
-        served: usize,
-    }
-
-    impl tokio::io::AsyncRead for Feed {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            buf: &mut tokio::io::ReadBuf<'_>,
-        ) -> Poll<std::io::Result<()>> {
-            let served = self.served;
-            self.told.borrow_mut().push((served, tcp::told()));
-            let Some(mut chunk) = self.chunks.pop_front() else {
-                return Poll::Ready(Ok(())); // the end of the stream
-            };
-            let n = chunk.len().min(buf.remaining());
-            buf.put_slice(&chunk[..n]);
-            if n < chunk.len() {
-                self.chunks.push_front(chunk.split_off(n));
-            }
-            self.served += n;
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    impl AsyncWrite for Feed {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<std::io::Result<usize>> {
-            Poll::Ready(Ok(buf.len()))
-        }
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    /// A server's (unmasked) text frame.
-    fn server_frame(text: &str) -> Vec<u8> {
-        let mut out = BytesMut::new();
-        ws::Codec::new()
-            .encode(ws::Message::Text(text.to_owned().into()), &mut out)
-            .expect("encoded");
-        out.to_vec()
-    }
-
-    /// The reader tells the stream whether the frames of its last read were small:
-    /// nothing before its first read, small after reads of small frames, large after a
-    /// read that held part of a large frame.
-    #[actix_rt::test]
-    async fn the_reader_tells_the_stream_what_size_its_frames_were() {
-        let small: Vec<u8> = (0..20)
-            .flat_map(|i| server_frame(&format!("frame {i}")))
-            .collect();
-        let large = server_frame(&"L".repeat(100_000));
-        let large_starts = small.len();
-        let told = Rc::new(RefCell::new(Vec::new()));
-        let feed = Feed {
-            chunks: [small, large].into_iter().collect(),
-            told: told.clone(),
-            served: 0,
-        };
-        let (read, _write) = tokio::io::split(Box::new(feed) as BoxedSocket);
-        let codec = FrameGuard::new(ws::Codec::new().client_mode().max_size(1 << 20), 1 << 20);
-        let frames: Vec<_> = futures_util::StreamExt::collect(frames(read, codec, &[])).await;
-        assert_eq!(frames.len(), 21);
-        let told = told.borrow();
-        assert_eq!(told[0], (0, None), "nothing known before the first read");
-        for &(served, small_frames) in &told[1..] {
-            if served <= large_starts {
-                assert_eq!(small_frames, Some(true), "at {served} bytes: {told:?}");
-            } else {
-                assert_eq!(small_frames, Some(false), "at {served} bytes: {told:?}");
-            }
-        }
-        assert!(
-            told.iter().any(|&(served, _)| served > large_starts),
-            "reads within the large frame: {told:?}"
-        );
     }
 }

@@ -17,24 +17,7 @@
 //! the client sends is never held back. Below the rate, the stream is a plain TCP
 //! stream. [`Config::coalesce_reads`](crate::Config::coalesce_reads)
 //! turns it off.
-//!
-//! A server on the same host (a loopback address, or the socket's own address) pays
-//! for each one-frame write a TCP transmit and, over the loopback interface, the whole
-//! receive path, unless the client's receive window is closed: its writes then merge
-//! in its send queue and leave as large segments. So a stream to a server on this host
-//! starts with a small receive buffer (`SO_RCVBUF` [`SMALL_RCVBUF`]): during a flood of
-//! small frames the window closes between two reads, and the server sends what it
-//! queued meanwhile in a few segments. (Shrinking the buffer once a flood has begun
-//! does not do it: the window the kernel has already offered stays open.) The buffer
-//! gets a large size for the rest of the connection as soon as it cannot help: when
-//! the first flood's segments averaged over [`SMALL_SEGMENT`] bytes since the connect
-//! (a server that writes in bursts, whose writes a small window only slows down), or
-//! at the first read of large frames (over [`SMALL_FRAME`] bytes on average, as the
-//! frame reader above reports through [`reading`]). A server on another host never
-//! sees a small window: on a real network it would cap the rate at window ÷ round
-//! trip.
 
-use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -58,45 +41,6 @@ const FLOOD_BYTES: usize = 16 * 1024;
 const FLOOD_LOWAT: usize = 32 * 1024;
 /// The rate window, and the longest a raised mark stays up without a read.
 const WINDOW: Duration = Duration::from_millis(1);
-/// The receive buffer a stream to a server on this host starts with (the kernel
-/// doubles it: 64 KiB).
-const SMALL_RCVBUF: usize = 32 * 1024;
-/// The receive buffer it gets once large frames arrive (the kernel doubles it, within
-/// `net.core.rmem_max`).
-const LARGE_RCVBUF: usize = 2 * 1024 * 1024;
-/// The largest mean frame, in bytes, that keeps the buffer small.
-pub(crate) const SMALL_FRAME: usize = 1024;
-/// The largest mean received segment, in bytes, at the first flood that keeps the
-/// buffer small. Measured at that moment (bench, 8 runs each): 190–1 318 from the
-/// Phoenix-like server, whose early writes sometimes merge already; 3 199–6 007 from
-/// the bundled one, which writes in bursts.
-const SMALL_SEGMENT: u64 = 2048;
-
-thread_local! {
-    /// What the frame reader says of the frames it last read, while it reads.
-    static SMALL_FRAMES: Cell<Option<bool>> = const { Cell::new(None) };
-}
-
-/// What the frame reader is telling the stream now (for tests of the reader).
-#[cfg(test)]
-pub(crate) fn told() -> Option<bool> {
-    SMALL_FRAMES.get()
-}
-
-/// Runs a read of the frame reader, telling the stream under it (through the boxed,
-/// type-erased connection awc hands over) whether the frames of its last read were
-/// small; `None` before the first.
-pub(crate) fn reading<T>(small_frames: Option<bool>, read: impl FnOnce() -> T) -> T {
-    /// Puts the previous value back, even if the read panics.
-    struct Restore(Option<bool>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            SMALL_FRAMES.set(self.0);
-        }
-    }
-    let _restore = Restore(SMALL_FRAMES.replace(small_frames));
-    read()
-}
 
 /// The TCP connector of the awc client: the default one, each stream wrapped in a [`Tcp`].
 #[derive(Clone)]
@@ -135,10 +79,6 @@ impl Service<ConnectInfo<Uri>> for TcpConnector {
 pub(crate) struct Tcp {
     io: TcpStream,
     flood: Option<Flood>,
-    /// The receive buffer is the small one of a stream to a server on this host.
-    small_rcvbuf: bool,
-    /// A flood has been seen (the small buffer's first check is done).
-    flooded: bool,
 }
 
 /// The read-coalescing state of one stream.
@@ -160,17 +100,7 @@ impl Tcp {
             raised_until: None,
             timer: None,
         });
-        let small_rcvbuf = flood.is_some()
-            && same_host(&io)
-            && set_rcvbuf(&io, SMALL_RCVBUF)
-                .map_err(|e| log::debug!("SO_RCVBUF {SMALL_RCVBUF}: {e}"))
-                .is_ok();
-        Tcp {
-            io,
-            flood,
-            small_rcvbuf,
-            flooded: false,
-        }
+        Tcp { io, flood }
     }
 
     /// Whether the low-water mark is raised now (for tests).
@@ -179,39 +109,6 @@ impl Tcp {
         self.flood
             .as_ref()
             .is_some_and(|f| f.raised_until.is_some())
-    }
-
-    /// The frame reader's report on the frames of its last read: large ones give the
-    /// receive buffer its large size, for good.
-    fn frames_read(&mut self, small_frames: Option<bool>) {
-        if self.small_rcvbuf && small_frames == Some(false) {
-            self.enlarge("large frames");
-        }
-    }
-
-    /// A flood has begun: if the server's segments were large so far, it writes in
-    /// bursts, and the small buffer only slows it down.
-    fn first_flood(&mut self) {
-        if !self.small_rcvbuf || std::mem::replace(&mut self.flooded, true) {
-            return;
-        }
-        match received(&self.io) {
-            Some((bytes, segments)) if segments > 0 && bytes / segments <= SMALL_SEGMENT => {}
-            _ => self.enlarge("a flood of large segments"),
-        }
-    }
-
-    /// Gives the receive buffer its large size for the rest of the connection.
-    fn enlarge(&mut self, why: &str) {
-        self.small_rcvbuf = false;
-        log::trace!(target: crate::logging::WIRE, "{why}: SO_RCVBUF {LARGE_RCVBUF}");
-        // The small buffer also held the window's clamp down, and a locked buffer no
-        // longer moves it: without raising it the window would stay at 64 KiB.
-        if let Err(e) = set_rcvbuf(&self.io, LARGE_RCVBUF)
-            .and_then(|()| set_window_clamp(&self.io, 2 * LARGE_RCVBUF))
-        {
-            log::debug!("SO_RCVBUF {LARGE_RCVBUF}: {e}");
-        }
     }
 
     /// Accounts for a read of `n` bytes: raises the mark once the rate is a flood's,
@@ -238,7 +135,6 @@ impl Tcp {
                         flood.window_bytes
                     );
                     flood.raised_until = Some(now + WINDOW);
-                    self.first_flood();
                 }
                 Err(e) => {
                     log::debug!("read coalescing off for this connection: SO_RCVLOWAT: {e}");
@@ -305,82 +201,8 @@ impl Tcp {
     }
 }
 
-/// Whether the peer is on this host.
-fn same_host(io: &TcpStream) -> bool {
-    match (io.peer_addr(), io.local_addr()) {
-        (Ok(peer), Ok(local)) => is_same_host(peer.ip(), local.ip()),
-        _ => false,
-    }
-}
-
-/// Bytes and data segments received so far (`TCP_INFO`), where the kernel says.
-#[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
-fn received(io: &TcpStream) -> Option<(u64, u64)> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `tcp_info` is plain integers, for which all zeroes is a valid value.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: the descriptor is the stream's own, and getsockopt writes at most `len`
-    // bytes into `info`, which is that large.
-    let rc = unsafe {
-        libc::getsockopt(
-            io.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            std::ptr::from_mut(&mut info).cast(),
-            &mut len,
-        )
-    };
-    // An older kernel fills in less: without the counters, nothing is known.
-    let needed = std::mem::offset_of!(libc::tcp_info, tcpi_data_segs_in)
-        + std::mem::size_of_val(&info.tcpi_data_segs_in);
-    (rc == 0 && len as usize >= needed)
-        .then_some((info.tcpi_bytes_received, u64::from(info.tcpi_data_segs_in)))
-}
-
-#[cfg(not(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"))))]
-fn received(_io: &TcpStream) -> Option<(u64, u64)> {
-    None
-}
-
-/// A loopback address, or the socket's own address, is this host.
-fn is_same_host(peer: std::net::IpAddr, local: std::net::IpAddr) -> bool {
-    peer.is_loopback() || peer == local
-}
-
-#[cfg(target_os = "linux")]
-fn set_rcvbuf(io: &TcpStream, bytes: usize) -> io::Result<()> {
-    set_int_option(io, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes)
-}
-
-#[cfg(target_os = "linux")]
-fn set_window_clamp(io: &TcpStream, bytes: usize) -> io::Result<()> {
-    set_int_option(io, libc::IPPROTO_TCP, libc::TCP_WINDOW_CLAMP, bytes)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_window_clamp(_io: &TcpStream, _bytes: usize) -> io::Result<()> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, "Linux only"))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_rcvbuf(_io: &TcpStream, _bytes: usize) -> io::Result<()> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, "Linux only"))
-}
-
 #[cfg(target_os = "linux")]
 fn set_rcvlowat(io: &TcpStream, bytes: usize) -> io::Result<()> {
-    set_int_option(io, libc::SOL_SOCKET, libc::SO_RCVLOWAT, bytes)
-}
-
-/// Sets an integer socket option.
-#[cfg(target_os = "linux")]
-fn set_int_option(
-    io: &TcpStream,
-    level: libc::c_int,
-    option: libc::c_int,
-    bytes: usize,
-) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     // SAFETY: the descriptor is the stream's own, open for as long as `io` lives, and
@@ -388,8 +210,8 @@ fn set_int_option(
     let rc = unsafe {
         libc::setsockopt(
             io.as_raw_fd(),
-            level,
-            option,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
             std::ptr::from_ref(&value).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
@@ -423,7 +245,6 @@ impl AsyncRead for Tcp {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        this.frames_read(SMALL_FRAMES.get());
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 this.after_read(buf.filled().len() - before);
@@ -500,8 +321,7 @@ mod tests {
         (theirs, Tcp::new(ours.expect("connect"), coalesce))
     }
 
-    /// An integer socket-level option of our own socket.
-    fn sockopt(io: &TcpStream, option: libc::c_int) -> libc::c_int {
+    fn rcvlowat(io: &TcpStream) -> libc::c_int {
         use std::os::fd::AsRawFd;
         let mut value: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -510,41 +330,13 @@ mod tests {
             libc::getsockopt(
                 io.as_raw_fd(),
                 libc::SOL_SOCKET,
-                option,
+                libc::SO_RCVLOWAT,
                 std::ptr::from_mut(&mut value).cast(),
                 &mut len,
             )
         };
         assert_eq!(rc, 0, "getsockopt: {}", io::Error::last_os_error());
         value
-    }
-
-    /// The window's clamp (`TCP_WINDOW_CLAMP`).
-    fn window_clamp(io: &TcpStream) -> usize {
-        use std::os::fd::AsRawFd;
-        let mut value: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: reads at most `len` bytes into `value`, from our own open socket.
-        let rc = unsafe {
-            libc::getsockopt(
-                io.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_WINDOW_CLAMP,
-                std::ptr::from_mut(&mut value).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!(rc, 0, "getsockopt: {}", io::Error::last_os_error());
-        usize::try_from(value).expect("a size")
-    }
-
-    fn rcvlowat(io: &TcpStream) -> libc::c_int {
-        sockopt(io, libc::SO_RCVLOWAT)
-    }
-
-    /// The receive buffer, as the kernel reports it (twice what it was given).
-    fn rcvbuf(io: &TcpStream) -> usize {
-        usize::try_from(sockopt(io, libc::SO_RCVBUF)).expect("a size")
     }
 
     /// Reads exactly `n` bytes, each read bounded by [`WAIT`].
@@ -640,97 +432,5 @@ mod tests {
         read_n(&mut tcp, 64 * 1024).await;
         assert!(!tcp.is_raised());
         assert_eq!(rcvlowat(&tcp.io), 1);
-    }
-
-    /// Reads what is there, telling the stream what the frame reader would.
-    async fn read_told(tcp: &mut Tcp, small_frames: Option<bool>) -> usize {
-        let mut buf = vec![0; 64 * 1024];
-        let read = std::future::poll_fn(|cx| {
-            reading(small_frames, || {
-                let mut rb = ReadBuf::new(&mut buf);
-                Pin::new(&mut *tcp)
-                    .poll_read(cx, &mut rb)
-                    .map_ok(|()| rb.filled().len())
-            })
-        });
-        tokio::time::timeout(WAIT, read)
-            .await
-            .expect("data within the wait")
-            .expect("read")
-    }
-
-    #[actix_rt::test]
-    async fn a_stream_to_this_host_starts_small_and_large_frames_make_it_large_for_good() {
-        let (mut theirs, mut tcp) = pair(true).await;
-        assert_eq!(
-            rcvbuf(&tcp.io),
-            2 * SMALL_RCVBUF,
-            "starts with the small buffer"
-        );
-        // Small frames, or nothing known yet: it stays small.
-        for told in [None, Some(true)] {
-            theirs.write_all(&[1; 100]).await.expect("write");
-            assert_eq!(read_told(&mut tcp, told).await, 100);
-            assert_eq!(rcvbuf(&tcp.io), 2 * SMALL_RCVBUF, "{told:?}");
-        }
-        // Large frames: the buffer grows (within `net.core.rmem_max`).
-        theirs.write_all(&[2; 100]).await.expect("write");
-        read_told(&mut tcp, Some(false)).await;
-        let large = rcvbuf(&tcp.io);
-        assert!(large > 2 * SMALL_RCVBUF, "{large} bytes");
-        // The small buffer had pulled the window's clamp down to 64 KiB: it goes up too,
-        // or the window would stay that small.
-        let clamp = window_clamp(&tcp.io);
-        assert!(clamp > 2 * SMALL_RCVBUF, "window clamp {clamp}");
-        // For good: small frames after them leave it large.
-        theirs.write_all(&[3; 100]).await.expect("write");
-        read_told(&mut tcp, Some(true)).await;
-        assert_eq!(rcvbuf(&tcp.io), large);
-    }
-
-    #[actix_rt::test]
-    async fn a_first_flood_of_small_segments_keeps_the_buffer_small() {
-        let (mut theirs, mut tcp) = pair(true).await;
-        theirs.set_nodelay(true).expect("nodelay");
-        // One frame per write, as a Phoenix node sends them: a segment each.
-        for _ in 0..200 {
-            theirs.write_all(&[1; 100]).await.expect("write");
-        }
-        read_n(&mut tcp, 20_000).await;
-        assert!(tcp.is_raised(), "20 000 bytes at once are a flood");
-        assert_eq!(rcvbuf(&tcp.io), 2 * SMALL_RCVBUF);
-    }
-
-    #[actix_rt::test]
-    async fn a_first_flood_of_large_segments_makes_the_buffer_large() {
-        let (mut theirs, mut tcp) = pair(true).await;
-        // A server that writes in bursts.
-        theirs.write_all(&[1; 48 * 1024]).await.expect("write");
-        read_n(&mut tcp, 48 * 1024).await;
-        assert!(tcp.is_raised(), "48 KiB at once are a flood");
-        assert!(rcvbuf(&tcp.io) > 2 * SMALL_RCVBUF, "{}", rcvbuf(&tcp.io));
-        assert!(window_clamp(&tcp.io) > 2 * SMALL_RCVBUF);
-    }
-
-    #[actix_rt::test]
-    async fn with_coalescing_off_the_receive_buffer_is_left_alone() {
-        let (mut theirs, mut tcp) = pair(false).await;
-        let before = rcvbuf(&tcp.io);
-        assert_ne!(before, 2 * SMALL_RCVBUF);
-        theirs.write_all(&[1; 100]).await.expect("write");
-        read_told(&mut tcp, Some(false)).await;
-        assert!(!tcp.small_rcvbuf);
-    }
-
-    #[test]
-    fn only_a_loopback_address_or_our_own_is_this_host() {
-        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("an address");
-        assert!(is_same_host(ip("127.0.0.1"), ip("127.0.0.1")));
-        assert!(is_same_host(ip("127.0.0.2"), ip("127.0.0.1")));
-        assert!(is_same_host(ip("::1"), ip("::1")));
-        assert!(is_same_host(ip("10.0.0.5"), ip("10.0.0.5")));
-        assert!(!is_same_host(ip("10.0.0.5"), ip("10.0.0.6")));
-        assert!(!is_same_host(ip("192.0.2.1"), ip("10.0.0.6")));
-        assert!(!is_same_host(ip("2001:db8::1"), ip("2001:db8::2")));
     }
 }
