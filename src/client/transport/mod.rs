@@ -505,16 +505,22 @@ mod tests {
         assert_eq!(decode(&got), ["first"]);
     }
 
+    /// A loopback pair with a writer on our end, which has written one frame already
+    /// (so the runtime has seen the socket writable, as after a handshake).
+    async fn writing_pair() -> (std::net::TcpStream, WriterHandle) {
+        let (mut theirs, ours) = pair();
+        let (_read, write) = tokio::io::split(ours);
+        let handle = writer(write, usize::MAX, WAIT, |e| panic!("writer failed: {e}"));
+        written_by_the_task(&handle, &mut theirs).await;
+        (theirs, handle)
+    }
+
     /// Frames queued in one turn of the actor (the writer task cannot run in between)
     /// reach the socket within that turn once they pass `WRITE_NOW`, and every frame
     /// arrives once and in order, whichever of the two wrote it.
     #[actix_rt::test]
     async fn a_long_burst_is_written_within_the_turn_that_queues_it_and_in_order() {
-        let (mut theirs, ours) = pair();
-        let (_read, write) = tokio::io::split(ours);
-        let handle = writer(write, usize::MAX, WAIT, |e| panic!("writer failed: {e}"));
-        // As after a handshake, the runtime has seen the socket writable once.
-        written_by_the_task(&handle, &mut theirs).await;
+        let (mut theirs, handle) = writing_pair().await;
         let texts = texts(0, 200);
         let queued = queue_all(&handle, &texts);
         assert!(queued > 2 * WRITE_NOW, "{queued} bytes");
@@ -678,10 +684,7 @@ mod tests {
     /// Below `WRITE_NOW` frames wait for the writer task, and leave together.
     #[actix_rt::test]
     async fn a_short_burst_waits_for_the_writer_task() {
-        let (mut theirs, ours) = pair();
-        let (_read, write) = tokio::io::split(ours);
-        let handle = writer(write, usize::MAX, WAIT, |e| panic!("writer failed: {e}"));
-        written_by_the_task(&handle, &mut theirs).await;
+        let (mut theirs, handle) = writing_pair().await;
         let texts = texts(0, 10);
         queue_all(&handle, &texts);
         theirs.set_nonblocking(true).expect("nonblocking");
